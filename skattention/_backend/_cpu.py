@@ -1,0 +1,137 @@
+"""The CPU backend: Numba kernels behind one object.
+
+Methods take preallocated outputs, so the training loop can keep its
+buffers across batches. Inputs must be C-contiguous arrays of one float
+dtype (float32 or float64); the public wrappers (:mod:`skattention.functional`)
+and the network make sure of that.
+"""
+
+from . import _cpu_attention as attn
+from ._threads import default_n_threads, kernel_threads
+
+__all__ = ["CPUBackend"]
+
+
+class CPUBackend:
+    """Numba CPU kernels with a thread budget.
+
+    Parameters
+    ----------
+    n_threads : int or None, default=None
+        Threads for the ``prange`` kernels. 1 runs the serial builds (no
+        threading layer is started); None uses Numba's current thread count.
+
+    Attributes
+    ----------
+    name : str
+        ``"cpu"``.
+    n_threads : int
+        The resolved thread count.
+    """
+
+    name = "cpu"
+
+    def __init__(self, n_threads=None):
+        self.n_threads = default_n_threads() if n_threads is None else max(1, int(n_threads))
+
+    def __repr__(self):
+        return f"CPUBackend(n_threads={self.n_threads})"
+
+    def run(self, serial_kernel, parallel_kernel, *args):
+        """Run the serial or the parallel build of a kernel under the thread budget.
+
+        Parameters
+        ----------
+        serial_kernel, parallel_kernel : numba dispatchers
+            The two builds of one kernel (same arguments).
+        *args
+            Arguments of the kernel.
+
+        Returns
+        -------
+        result
+            What the kernel returns.
+        """
+        with kernel_threads(self.n_threads) as n_threads:
+            if n_threads == 1:
+                return serial_kernel(*args)
+            return parallel_kernel(*args)
+
+    def run_scratch(self, serial_kernel, parallel_kernel, *args):
+        """Like :meth:`run`, for parallel builds that take the thread count last.
+
+        Kernels with per-thread scratch size it from a trailing ``n_threads``
+        argument (calling ``numba.get_num_threads()`` inside a kernel would
+        stop Numba from caching it).
+
+        Parameters
+        ----------
+        serial_kernel, parallel_kernel : numba dispatchers
+            ``parallel_kernel`` takes the serial arguments plus ``n_threads``.
+        *args
+            Arguments of the serial kernel.
+
+        Returns
+        -------
+        result
+            What the kernel returns.
+        """
+        with kernel_threads(self.n_threads) as n_threads:
+            if n_threads == 1:
+                return serial_kernel(*args)
+            return parallel_kernel(*args, n_threads)
+
+    # ------------------------------------------------------------ arrays
+
+    def asarray(self, array, dtype):
+        """Bring an array onto this backend's memory as a C-contiguous array.
+
+        Parameters
+        ----------
+        array : array-like
+        dtype : numpy dtype
+
+        Returns
+        -------
+        array : ndarray
+        """
+        import numpy as np
+
+        return np.ascontiguousarray(array, dtype=dtype)
+
+    def to_host(self, array):
+        """Return a host (NumPy) array; a no-op on the CPU."""
+        return array
+
+    # --------------------------------------------------------- attention
+
+    def dot_attention_forward(self, q, k, v, mask, causal, scale, context, weights):
+        """Dot-family attention; see :func:`_cpu_attention.dot_attention_forward_serial`."""
+        self.run_scratch(attn.dot_attention_forward_serial, attn.dot_attention_forward_parallel,
+                 q, k, v, mask, causal, scale, context, weights)
+
+    def dot_attention_backward(self, q, k, v, mask, causal, scale, weights, grad_context,
+                               grad_q, grad_k, grad_v):
+        """Backward of :meth:`dot_attention_forward`; fills ``grad_q, grad_k, grad_v``."""
+        self.run_scratch(attn.dot_attention_backward_serial, attn.dot_attention_backward_parallel,
+                 q, k, v, mask, causal, scale, weights, grad_context, grad_q, grad_k, grad_v)
+
+    def additive_attention_forward(self, query_proj, key_proj, score_vector, v, mask, causal,
+                                   scale, context, weights):
+        """Additive attention; see :func:`_cpu_attention.additive_attention_forward_serial`."""
+        self.run_scratch(attn.additive_attention_forward_serial,
+                 attn.additive_attention_forward_parallel,
+                 query_proj, key_proj, score_vector, v, mask, causal, scale, context, weights)
+
+    def additive_attention_backward(self, query_proj, key_proj, score_vector, v, mask, causal,
+                                    scale, weights, grad_context, grad_query_proj,
+                                    grad_key_proj, grad_v, grad_score_vector):
+        """Backward of :meth:`additive_attention_forward`.
+
+        ``grad_score_vector`` has shape (B, H, A) and receives per-``(b, h)``
+        contributions that the caller sums.
+        """
+        self.run_scratch(attn.additive_attention_backward_serial,
+                 attn.additive_attention_backward_parallel,
+                 query_proj, key_proj, score_vector, v, mask, causal, scale, weights,
+                 grad_context, grad_query_proj, grad_key_proj, grad_v, grad_score_vector)

@@ -1,0 +1,724 @@
+"""Numba CPU kernels for masked multi-head attention, forward and backward.
+
+Shape letters used throughout: ``B`` batch, ``H`` heads, ``Lq`` queries,
+``Lk`` keys, ``D`` query/key width, ``Dv`` value width, ``A`` width of the
+additive (Bahdanau) score's hidden layer.
+
+Two score families have kernels of their own:
+
+* the *dot* family, ``s_ij = scale * q_i . k_j``; "dot", "scaled_dot" and
+  "general" (Luong, ``q W k^T``: the caller passes ``q W`` as the query) all
+  run through it;
+* the *additive* family, ``s_ij = v_a . tanh(qp_i + kp_j)`` where the caller
+  passes the projections ``qp = q W_q`` and ``kp = k W_k``.
+
+Every kernel works on one ``(b, h)`` pair at a time. The serial and the
+parallel driver of a kernel are distinct functions (Numba's cache key ignores
+the ``parallel`` flag) that loop over ``B * H`` items; each item writes only
+its own ``(b, h)`` slices of the outputs, so results are bitwise identical for
+any number of threads. Scratch memory is allocated once per call, one slice
+per thread; parallel drivers take the thread count as an argument because
+``numba.get_num_threads()`` inside a kernel stops Numba from caching it.
+
+Padded (masked) keys are skipped, not merely masked: the real keys of a
+sequence are gathered (or, for trailing padding, sliced) so that the matrix
+products run only over real keys. Causal masking is top-left aligned, as in
+``torch.nn.functional.scaled_dot_product_attention``: query ``i`` sees keys
+``j <= i``. A query that sees no real key gets all-zero weights and a zero
+context.
+"""
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from .._jit import jit
+
+__all__ = [
+    "dot_attention_forward_serial",
+    "dot_attention_forward_parallel",
+    "dot_attention_backward_serial",
+    "dot_attention_backward_parallel",
+    "additive_attention_forward_serial",
+    "additive_attention_forward_parallel",
+    "additive_attention_backward_serial",
+    "additive_attention_backward_parallel",
+]
+
+
+@jit()
+def _real_keys(mask_row, idx):
+    """Collect the positions of the real keys of one sequence.
+
+    Parameters
+    ----------
+    mask_row : ndarray of shape (Lk,), bool
+        True at real (unpadded) keys.
+    idx : ndarray of shape (Lk,), int64
+        Output: the first ``n`` entries receive the real positions, ascending.
+
+    Returns
+    -------
+    n : int
+        Number of real keys.
+    """
+    n = 0
+    for j in range(mask_row.shape[0]):
+        if mask_row[j]:
+            idx[n] = j
+            n += 1
+    return n
+
+
+@jit()
+def _visible_counts(idx, n, n_queries, causal, counts):
+    """Number of real keys each query may attend to.
+
+    Parameters
+    ----------
+    idx : ndarray of shape (Lk,), int64
+        Ascending positions of the real keys (first ``n`` entries used).
+    n : int
+        Number of real keys.
+    n_queries : int
+        Number of queries ``Lq``.
+    causal : bool
+        If True, query ``i`` sees only keys at positions ``<= i``.
+    counts : ndarray of shape (Lq,), int64
+        Output: ``counts[i]`` real keys (the first ones in ``idx``) are visible.
+    """
+    if not causal:
+        for i in range(n_queries):
+            counts[i] = n
+        return
+    visible = 0
+    for i in range(n_queries):
+        while visible < n and idx[visible] <= i:
+            visible += 1
+        counts[i] = visible
+
+
+@jit()
+def _gather_rows(src, idx, n, buffer):
+    """Copy rows ``src[idx[:n]]`` into the front of a flat buffer.
+
+    Parameters
+    ----------
+    src : ndarray of shape (L, W)
+    idx : ndarray of shape (>= n,), int64
+    n : int
+    buffer : ndarray of shape (>= n * W,)
+
+    Returns
+    -------
+    rows : ndarray of shape (n, W)
+        A C-contiguous view of ``buffer`` holding the gathered rows.
+    """
+    width = src.shape[1]
+    rows = buffer[: n * width].reshape((n, width))
+    for jj in range(n):
+        rows[jj, :] = src[idx[jj], :]
+    return rows
+
+
+@jit()
+def _masked_softmax_rows(scores, counts, scale):
+    """Row-wise softmax of ``scale * scores`` over the visible keys, in place.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (Lq, n)
+        Raw scores over the real keys; overwritten with the probabilities.
+        Columns ``counts[i]:`` of row ``i`` are set to exactly 0.
+    counts : ndarray of shape (Lq,), int64
+        Visible keys per query; a row with 0 visible keys becomes all zeros.
+    scale : float
+        Multiplier applied to the scores before the softmax (positive).
+    """
+    n_queries, n = scores.shape
+    for i in range(n_queries):
+        visible = counts[i]
+        if visible == 0:
+            for j in range(n):
+                scores[i, j] = 0
+            continue
+        row_max = scores[i, 0]
+        for j in range(1, visible):
+            value = scores[i, j]
+            row_max = value if value > row_max else row_max
+        total = 0.0
+        for j in range(visible):
+            # Subtracting the row maximum keeps exp() <= 1, so logits of any
+            # magnitude stay finite.
+            e = math.exp((scores[i, j] - row_max) * scale)
+            scores[i, j] = e
+            total += e
+        inv_total = 1.0 / total
+        for j in range(visible):
+            scores[i, j] = scores[i, j] * inv_total
+        for j in range(visible, n):
+            scores[i, j] = 0
+
+
+@jit()
+def _softmax_backward_rows(probs, grad_probs, counts, scale):
+    """Gradient of the scores from that of the probabilities, in place.
+
+    Computes ``ds_ij = scale * p_ij * (dp_ij - sum_k p_ik dp_ik)``.
+
+    Parameters
+    ----------
+    probs : ndarray of shape (Lq, n)
+        Softmax probabilities over the real keys.
+    grad_probs : ndarray of shape (Lq, n)
+        Gradient of the loss with respect to ``probs``; overwritten with the
+        gradient with respect to the raw scores.
+    counts : ndarray of shape (Lq,), int64
+        Visible keys per query.
+    scale : float
+        The multiplier used in the forward softmax.
+    """
+    n_queries, n = probs.shape
+    for i in range(n_queries):
+        visible = counts[i]
+        dot = 0.0
+        for j in range(visible):
+            dot += probs[i, j] * grad_probs[i, j]
+        for j in range(visible):
+            grad_probs[i, j] = probs[i, j] * (grad_probs[i, j] - dot) * scale
+        for j in range(visible, n):
+            grad_probs[i, j] = 0
+
+
+@jit()
+def _scatter_weights(probs, idx, n, prefix, weights):
+    """Write probabilities over real keys into the full ``(Lq, Lk)`` weights.
+
+    Parameters
+    ----------
+    probs : ndarray of shape (Lq, n)
+    idx : ndarray of shape (>= n,), int64
+    n : int
+    prefix : bool
+        True when the real keys are exactly positions ``0 .. n-1``.
+    weights : ndarray of shape (Lq, Lk)
+        Output; padded keys receive exactly 0.
+    """
+    n_queries, n_keys = weights.shape
+    for i in range(n_queries):
+        if prefix:
+            for j in range(n):
+                weights[i, j] = probs[i, j]
+            for j in range(n, n_keys):
+                weights[i, j] = 0
+        else:
+            for j in range(n_keys):
+                weights[i, j] = 0
+            for jj in range(n):
+                weights[i, idx[jj]] = probs[i, jj]
+
+
+@jit()
+def _gather_columns(weights, idx, n, buffer):
+    """Copy ``weights[:, idx[:n]]`` into a C-contiguous view of a flat buffer.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (Lq, Lk)
+    idx : ndarray of shape (>= n,), int64
+    n : int
+    buffer : ndarray of shape (>= Lq * n,)
+
+    Returns
+    -------
+    probs : ndarray of shape (Lq, n)
+    """
+    n_queries = weights.shape[0]
+    probs = buffer[: n_queries * n].reshape((n_queries, n))
+    for i in range(n_queries):
+        for jj in range(n):
+            probs[i, jj] = weights[i, idx[jj]]
+    return probs
+
+
+@jit()
+def _scatter_rows(rows, idx, n, prefix, out):
+    """Write per-real-key rows into the full ``(Lk, W)`` output; zero elsewhere.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n, W)
+    idx : ndarray of shape (>= n,), int64
+    n : int
+    prefix : bool
+        True when ``rows`` already is ``out[:n]`` (trailing padding).
+    out : ndarray of shape (Lk, W)
+    """
+    if prefix:
+        out[n:, :] = 0
+        return
+    out[:, :] = 0
+    for jj in range(n):
+        out[idx[jj], :] = rows[jj, :]
+
+
+@jit()
+def _keys_of(src, idx, n, prefix, buffer):
+    """Rows of the real keys: a slice for trailing padding, else a gathered copy."""
+    if prefix:
+        return src[:n]
+    return _gather_rows(src, idx, n, buffer)
+
+
+@jit()
+def _prepare_item(mask_row, causal, n_queries, idx, counts):
+    """Real-key positions and visible counts of one sequence.
+
+    Returns
+    -------
+    n : int
+        Number of real keys.
+    prefix : bool
+        Whether the real keys are positions ``0 .. n-1``.
+    """
+    n = _real_keys(mask_row, idx)
+    _visible_counts(idx, n, n_queries, causal, counts)
+    prefix = n == 0 or idx[n - 1] == n - 1
+    return n, prefix
+
+
+# ---------------------------------------------------------------- dot family
+
+
+@jit()
+def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
+                      idx, counts, key_buf, value_buf, score_buf):
+    """Forward pass of one ``(b, h)`` pair of dot-family attention.
+
+    Parameters
+    ----------
+    item : int
+        Flat index ``b * H + h``.
+    q, k, v : ndarrays of shape (B, H, Lq, D), (B, H, Lk, D), (B, H, Lk, Dv)
+    mask : ndarray of shape (B, Lk), bool
+    causal : bool
+    scale : float
+    context : ndarray of shape (B, H, Lq, Dv)
+        Output.
+    weights : ndarray of shape (B, H, Lq, Lk)
+        Output.
+    idx, counts, key_buf, value_buf, score_buf : ndarrays
+        This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
+        ``(Lk*Dv,)``, ``(Lq*Lk,)``).
+    """
+    n_heads = q.shape[1]
+    b = item // n_heads
+    h = item % n_heads
+    n_queries = q.shape[2]
+    n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
+    if n == 0:
+        context[b, h, :, :] = 0
+        weights[b, h, :, :] = 0
+        return
+    keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
+    values = _keys_of(v[b, h], idx, n, prefix, value_buf)
+    scores = score_buf[: n_queries * n].reshape((n_queries, n))
+    np.dot(q[b, h], keys.T, scores)
+    _masked_softmax_rows(scores, counts, scale)
+    np.dot(scores, values, context[b, h])
+    _scatter_weights(scores, idx, n, prefix, weights[b, h])
+
+
+@jit()
+def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
+                       grad_q, grad_k, grad_v, idx, counts, key_buf, value_buf,
+                       prob_buf, grad_buf, row_buf):
+    """Backward pass of one ``(b, h)`` pair of dot-family attention.
+
+    Parameters
+    ----------
+    item : int
+        Flat index ``b * H + h``.
+    q, k, v, mask, causal, scale :
+        As in the forward pass.
+    weights : ndarray of shape (B, H, Lq, Lk)
+        Attention weights of the forward pass.
+    grad_context : ndarray of shape (B, H, Lq, Dv)
+    grad_q, grad_k, grad_v : ndarrays shaped like q, k, v
+        Outputs.
+    idx, counts, key_buf, value_buf, prob_buf, grad_buf, row_buf : ndarrays
+        This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
+        ``(Lk*Dv,)``, ``(Lq*Lk,)``, ``(Lq*Lk,)``, ``(Lk*max(D, Dv),)``).
+    """
+    n_heads = q.shape[1]
+    b = item // n_heads
+    h = item % n_heads
+    n_queries = q.shape[2]
+    n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
+    if n == 0:
+        grad_q[b, h, :, :] = 0
+        grad_k[b, h, :, :] = 0
+        grad_v[b, h, :, :] = 0
+        return
+    keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
+    values = _keys_of(v[b, h], idx, n, prefix, value_buf)
+    probs = _gather_columns(weights[b, h], idx, n, prob_buf)
+    grad_scores = grad_buf[: n_queries * n].reshape((n_queries, n))
+    # dV = P^T dC, written straight into grad_v when the keys are a prefix.
+    if prefix:
+        grad_values = grad_v[b, h, :n]
+    else:
+        grad_values = row_buf[: n * v.shape[3]].reshape((n, v.shape[3]))
+    np.dot(probs.T, grad_context[b, h], grad_values)
+    _scatter_rows(grad_values, idx, n, prefix, grad_v[b, h])
+    np.dot(grad_context[b, h], values.T, grad_scores)
+    _softmax_backward_rows(probs, grad_scores, counts, scale)
+    np.dot(grad_scores, keys, grad_q[b, h])
+    if prefix:
+        grad_keys = grad_k[b, h, :n]
+    else:
+        grad_keys = row_buf[: n * k.shape[3]].reshape((n, k.shape[3]))
+    np.dot(grad_scores.T, q[b, h], grad_keys)
+    _scatter_rows(grad_keys, idx, n, prefix, grad_k[b, h])
+
+
+@jit()
+def _forward_scratch(n_threads, q, k, v):
+    """Per-thread scratch of the forward kernels."""
+    n_queries, n_keys = q.shape[2], k.shape[2]
+    idx = np.empty((n_threads, n_keys), dtype=np.int64)
+    counts = np.empty((n_threads, n_queries), dtype=np.int64)
+    key_buf = np.empty((n_threads, n_keys * k.shape[3]), dtype=q.dtype)
+    value_buf = np.empty((n_threads, n_keys * v.shape[3]), dtype=q.dtype)
+    score_buf = np.empty((n_threads, n_queries * n_keys), dtype=q.dtype)
+    return idx, counts, key_buf, value_buf, score_buf
+
+
+@jit()
+def _backward_scratch(n_threads, q, k, v):
+    """Per-thread scratch of the backward kernels."""
+    n_queries, n_keys = q.shape[2], k.shape[2]
+    idx, counts, key_buf, value_buf, prob_buf = _forward_scratch(n_threads, q, k, v)
+    grad_buf = np.empty((n_threads, n_queries * n_keys), dtype=q.dtype)
+    row_buf = np.empty((n_threads, n_keys * max(k.shape[3], v.shape[3])), dtype=q.dtype)
+    return idx, counts, key_buf, value_buf, prob_buf, grad_buf, row_buf
+
+
+@jit()
+def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights):
+    """Dot-family attention forward pass, one thread.
+
+    Parameters
+    ----------
+    q : ndarray of shape (B, H, Lq, D)
+    k : ndarray of shape (B, H, Lk, D)
+    v : ndarray of shape (B, H, Lk, Dv)
+    mask : ndarray of shape (B, Lk), bool
+        True at real keys.
+    causal : bool
+    scale : float
+        Score multiplier, of the arrays' dtype.
+    context : ndarray of shape (B, H, Lq, Dv)
+        Output.
+    weights : ndarray of shape (B, H, Lq, Lk)
+        Output.
+    """
+    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(1, q, k, v)
+    for item in range(q.shape[0] * q.shape[1]):
+        _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
+                          idx[0], counts[0], key_buf[0], value_buf[0], score_buf[0])
+
+
+@jit(parallel=True)
+def dot_attention_forward_parallel(q, k, v, mask, causal, scale, context, weights,
+                                   n_threads):
+    """Dot-family attention forward pass over all Numba threads.
+
+    Same parameters as :func:`dot_attention_forward_serial`, plus ``n_threads``,
+    the Numba thread count in force (it sizes the per-thread scratch).
+    """
+    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(n_threads, q, k, v)
+    for item in prange(q.shape[0] * q.shape[1]):
+        t = numba.get_thread_id()
+        _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
+                          idx[t], counts[t], key_buf[t], value_buf[t], score_buf[t])
+
+
+@jit()
+def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, grad_context,
+                                  grad_q, grad_k, grad_v):
+    """Dot-family attention backward pass, one thread.
+
+    Parameters
+    ----------
+    q, k, v, mask, causal, scale :
+        As in :func:`dot_attention_forward_serial`.
+    weights : ndarray of shape (B, H, Lq, Lk)
+        Weights returned by the forward pass.
+    grad_context : ndarray of shape (B, H, Lq, Dv)
+    grad_q : ndarray of shape (B, H, Lq, D)
+        Output.
+    grad_k : ndarray of shape (B, H, Lk, D)
+        Output.
+    grad_v : ndarray of shape (B, H, Lk, Dv)
+        Output.
+    """
+    scratch = _backward_scratch(1, q, k, v)
+    for item in range(q.shape[0] * q.shape[1]):
+        _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
+                           grad_q, grad_k, grad_v, scratch[0][0], scratch[1][0],
+                           scratch[2][0], scratch[3][0], scratch[4][0], scratch[5][0],
+                           scratch[6][0])
+
+
+@jit(parallel=True)
+def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, grad_context,
+                                    grad_q, grad_k, grad_v, n_threads):
+    """Dot-family attention backward pass over all Numba threads.
+
+    Same parameters as :func:`dot_attention_backward_serial`, plus ``n_threads``.
+    """
+    scratch = _backward_scratch(n_threads, q, k, v)
+    for item in prange(q.shape[0] * q.shape[1]):
+        t = numba.get_thread_id()
+        _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
+                           grad_q, grad_k, grad_v, scratch[0][t], scratch[1][t],
+                           scratch[2][t], scratch[3][t], scratch[4][t], scratch[5][t],
+                           scratch[6][t])
+
+
+# ----------------------------------------------------------- additive family
+
+
+@jit()
+def _additive_scores(query_proj, key_proj, score_vector, counts, scores):
+    """Bahdanau scores ``s_ij = sum_a v_a tanh(qp_ia + kp_ja)`` of visible keys.
+
+    Parameters
+    ----------
+    query_proj : ndarray of shape (Lq, A)
+    key_proj : ndarray of shape (n, A)
+        Projections of the real keys.
+    score_vector : ndarray of shape (A,)
+    counts : ndarray of shape (Lq,), int64
+    scores : ndarray of shape (Lq, n)
+        Output; entries past ``counts[i]`` are left untouched.
+    """
+    width = score_vector.shape[0]
+    for i in range(query_proj.shape[0]):
+        for j in range(counts[i]):
+            total = 0.0
+            for a in range(width):
+                total += score_vector[a] * math.tanh(query_proj[i, a] + key_proj[j, a])
+            scores[i, j] = total
+
+
+@jit()
+def _additive_score_backward(query_proj, key_proj, score_vector, grad_scores, counts,
+                             grad_query_proj, grad_key_proj, grad_score_vector):
+    """Back-propagate score gradients through the additive score.
+
+    Parameters
+    ----------
+    query_proj : ndarray of shape (Lq, A)
+    key_proj : ndarray of shape (n, A)
+    score_vector : ndarray of shape (A,)
+    grad_scores : ndarray of shape (Lq, n)
+    counts : ndarray of shape (Lq,), int64
+    grad_query_proj : ndarray of shape (Lq, A)
+        Output (overwritten).
+    grad_key_proj : ndarray of shape (n, A)
+        Output (overwritten).
+    grad_score_vector : ndarray of shape (A,)
+        Output (overwritten): this item's contribution.
+    """
+    width = score_vector.shape[0]
+    grad_query_proj[:, :] = 0
+    grad_key_proj[:, :] = 0
+    grad_score_vector[:] = 0
+    for i in range(query_proj.shape[0]):
+        for j in range(counts[i]):
+            g = grad_scores[i, j]
+            if g == 0:
+                continue
+            for a in range(width):
+                t = math.tanh(query_proj[i, a] + key_proj[j, a])
+                grad_score_vector[a] += g * t
+                pre = g * score_vector[a] * (1 - t * t)
+                grad_query_proj[i, a] += pre
+                grad_key_proj[j, a] += pre
+
+
+@jit()
+def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
+                           scale, context, weights, idx, counts, key_buf, value_buf, score_buf):
+    """Forward pass of one ``(b, h)`` pair of additive attention.
+
+    Parameters
+    ----------
+    item : int
+        Flat index ``b * H + h``.
+    query_proj : ndarray of shape (B, H, Lq, A)
+    key_proj : ndarray of shape (B, H, Lk, A)
+    score_vector : ndarray of shape (A,)
+    v, mask, causal, scale, context, weights :
+        As in :func:`_dot_forward_item`.
+    idx, counts, key_buf, value_buf, score_buf : ndarrays
+        This thread's scratch (``key_buf`` holds ``Lk*A`` entries).
+    """
+    n_heads = query_proj.shape[1]
+    b = item // n_heads
+    h = item % n_heads
+    n_queries = query_proj.shape[2]
+    n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
+    if n == 0:
+        context[b, h, :, :] = 0
+        weights[b, h, :, :] = 0
+        return
+    keys = _keys_of(key_proj[b, h], idx, n, prefix, key_buf)
+    values = _keys_of(v[b, h], idx, n, prefix, value_buf)
+    scores = score_buf[: n_queries * n].reshape((n_queries, n))
+    _additive_scores(query_proj[b, h], keys, score_vector, counts, scores)
+    _masked_softmax_rows(scores, counts, scale)
+    np.dot(scores, values, context[b, h])
+    _scatter_weights(scores, idx, n, prefix, weights[b, h])
+
+
+@jit()
+def _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
+                            scale, weights, grad_context, grad_query_proj, grad_key_proj, grad_v,
+                            grad_score_vector, idx, counts, key_buf, value_buf, prob_buf,
+                            grad_buf, row_buf):
+    """Backward pass of one ``(b, h)`` pair of additive attention.
+
+    ``grad_score_vector`` has shape (B, H, A): each item writes its own
+    contribution, summed by the caller in a fixed order.
+    """
+    n_heads = query_proj.shape[1]
+    b = item // n_heads
+    h = item % n_heads
+    n_queries = query_proj.shape[2]
+    n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
+    if n == 0:
+        grad_query_proj[b, h, :, :] = 0
+        grad_key_proj[b, h, :, :] = 0
+        grad_v[b, h, :, :] = 0
+        grad_score_vector[b, h, :] = 0
+        return
+    keys = _keys_of(key_proj[b, h], idx, n, prefix, key_buf)
+    values = _keys_of(v[b, h], idx, n, prefix, value_buf)
+    probs = _gather_columns(weights[b, h], idx, n, prob_buf)
+    grad_scores = grad_buf[: n_queries * n].reshape((n_queries, n))
+    if prefix:
+        grad_values = grad_v[b, h, :n]
+    else:
+        grad_values = row_buf[: n * v.shape[3]].reshape((n, v.shape[3]))
+    np.dot(probs.T, grad_context[b, h], grad_values)
+    _scatter_rows(grad_values, idx, n, prefix, grad_v[b, h])
+    np.dot(grad_context[b, h], values.T, grad_scores)
+    _softmax_backward_rows(probs, grad_scores, counts, scale)
+    if prefix:
+        grad_keys = grad_key_proj[b, h, :n]
+    else:
+        grad_keys = row_buf[: n * key_proj.shape[3]].reshape((n, key_proj.shape[3]))
+    _additive_score_backward(query_proj[b, h], keys, score_vector, grad_scores, counts,
+                             grad_query_proj[b, h], grad_keys, grad_score_vector[b, h])
+    _scatter_rows(grad_keys, idx, n, prefix, grad_key_proj[b, h])
+
+
+@jit()
+def additive_attention_forward_serial(query_proj, key_proj, score_vector, v, mask, causal,
+                                      scale, context, weights):
+    """Additive (Bahdanau) attention forward pass, one thread.
+
+    Parameters
+    ----------
+    query_proj : ndarray of shape (B, H, Lq, A)
+        ``q W_q``.
+    key_proj : ndarray of shape (B, H, Lk, A)
+        ``k W_k``.
+    score_vector : ndarray of shape (A,)
+        The vector ``v`` of the score ``v . tanh(q W_q + k W_k)``.
+    v : ndarray of shape (B, H, Lk, Dv)
+        Values.
+    mask : ndarray of shape (B, Lk), bool
+    causal : bool
+    scale : float
+        Score multiplier of the arrays' dtype (1 for the Bahdanau score).
+    context : ndarray of shape (B, H, Lq, Dv)
+        Output.
+    weights : ndarray of shape (B, H, Lq, Lk)
+        Output.
+    """
+    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
+        1, query_proj, key_proj, v)
+    for item in range(v.shape[0] * v.shape[1]):
+        _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
+                               scale, context, weights, idx[0], counts[0], key_buf[0],
+                               value_buf[0], score_buf[0])
+
+
+@jit(parallel=True)
+def additive_attention_forward_parallel(query_proj, key_proj, score_vector, v, mask,
+                                        causal, scale, context, weights, n_threads):
+    """Additive attention forward pass over all Numba threads.
+
+    Same parameters as :func:`additive_attention_forward_serial`, plus ``n_threads``.
+    """
+    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
+        n_threads, query_proj, key_proj, v)
+    for item in prange(v.shape[0] * v.shape[1]):
+        t = numba.get_thread_id()
+        _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
+                               scale, context, weights, idx[t], counts[t], key_buf[t],
+                               value_buf[t], score_buf[t])
+
+
+@jit()
+def additive_attention_backward_serial(query_proj, key_proj, score_vector, v, mask, causal,
+                                       scale, weights, grad_context, grad_query_proj,
+                                       grad_key_proj, grad_v, grad_score_vector):
+    """Additive attention backward pass, one thread.
+
+    Parameters
+    ----------
+    query_proj, key_proj, score_vector, v, mask, causal, scale :
+        As in :func:`additive_attention_forward_serial`.
+    weights : ndarray of shape (B, H, Lq, Lk)
+    grad_context : ndarray of shape (B, H, Lq, Dv)
+    grad_query_proj : ndarray of shape (B, H, Lq, A)
+        Output.
+    grad_key_proj : ndarray of shape (B, H, Lk, A)
+        Output.
+    grad_v : ndarray of shape (B, H, Lk, Dv)
+        Output.
+    grad_score_vector : ndarray of shape (B, H, A)
+        Output: per-``(b, h)`` contributions, to be summed by the caller.
+    """
+    scratch = _backward_scratch(1, query_proj, key_proj, v)
+    for item in range(v.shape[0] * v.shape[1]):
+        _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
+                                scale, weights, grad_context, grad_query_proj, grad_key_proj,
+                                grad_v, grad_score_vector, scratch[0][0], scratch[1][0],
+                                scratch[2][0], scratch[3][0], scratch[4][0], scratch[5][0],
+                                scratch[6][0])
+
+
+@jit(parallel=True)
+def additive_attention_backward_parallel(query_proj, key_proj, score_vector, v, mask,
+                                         causal, scale, weights, grad_context, grad_query_proj,
+                                         grad_key_proj, grad_v, grad_score_vector, n_threads):
+    """Additive attention backward pass over all Numba threads.
+
+    Same parameters as :func:`additive_attention_backward_serial`, plus ``n_threads``.
+    """
+    scratch = _backward_scratch(n_threads, query_proj, key_proj, v)
+    for item in prange(v.shape[0] * v.shape[1]):
+        t = numba.get_thread_id()
+        _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
+                                scale, weights, grad_context, grad_query_proj, grad_key_proj,
+                                grad_v, grad_score_vector, scratch[0][t], scratch[1][t],
+                                scratch[2][t], scratch[3][t], scratch[4][t], scratch[5][t],
+                                scratch[6][t])
