@@ -69,13 +69,16 @@ def _runner(family, build, n_threads):
 @pytest.mark.parametrize("family", ["dot", "additive"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("causal", [False, True])
-def test_serial_equals_parallel_bitwise_for_one_and_two_threads(rng, family, dtype, causal):
-    q = rng.normal(size=(5, 3, 6, 4)).astype(dtype)
+@pytest.mark.parametrize("n_queries", [6, 70])
+def test_serial_equals_parallel_bitwise_for_one_and_two_threads(rng, family, dtype, causal,
+                                                                 n_queries):
+    q = rng.normal(size=(5, 3, n_queries, 4)).astype(dtype)
     k = rng.normal(size=(5, 3, 9, 4)).astype(dtype)
     v = rng.normal(size=(5, 3, 9, 2)).astype(dtype)
     mask = rng.random((5, 9)) < 0.7
     mask[2] = False
     mask[3, 4:] = False
+    mask[4] = True
     outputs = KERNELS[family][0]
     serial = outputs(q, k, v, mask, causal, _runner(family, "serial", 1))
     for n_threads in (1, 2):

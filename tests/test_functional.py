@@ -251,3 +251,23 @@ def test_backward_checks_weights_and_grad_shapes(rng):
         F.attention_backward(q, k, v, weights[:, :, :2], context)
     with pytest.raises(ValueError, match="grad_context must have shape"):
         F.attention_backward(q, k, v, weights, context[..., :2])
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "trailing", "random"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_query_blocks_larger_than_one_block_match_reference(rng, mask_kind, causal):
+    from skattention._backend._cpu_attention import QUERY_BLOCK
+
+    n_queries = 2 * QUERY_BLOCK + 3
+    q, k, v = make_inputs(rng, batch=2, heads=1, n_queries=n_queries, n_keys=n_queries)
+    mask = make_mask(mask_kind, 2, n_queries, rng)
+    context, weights = F.attention(q, k, v, mask, causal=causal)
+    ref_context, ref_weights = reference.attention(q, k, v, mask, "scaled_dot", causal)
+    np.testing.assert_allclose(weights, ref_weights, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(context, ref_context, rtol=1e-10, atol=1e-12)
+    grad_context = rng.normal(size=context.shape)
+    grads = F.attention_backward(q, k, v, weights, grad_context, mask, causal=causal)
+    ref = reference.attention_backward(q, k, v, ref_weights, grad_context, mask,
+                                       "scaled_dot", causal)
+    for got, expected in zip(grads[:3], ref[:3]):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-11)

@@ -35,6 +35,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
+from ._mathops import fast_exp
 
 __all__ = [
     "dot_attention_forward_serial",
@@ -123,7 +124,12 @@ def _gather_rows(src, idx, n, buffer):
     return rows
 
 
-@jit()
+# Reassociation lets LLVM vectorise the row reductions (max, sums); it is a
+# fixed property of the compiled code, so results stay bitwise reproducible.
+_ROW_MATH = {"reassoc", "nsz", "contract", "arcp"}
+
+
+@jit(fastmath=_ROW_MATH)
 def _masked_softmax_rows(scores, counts, scale):
     """Row-wise softmax of ``scale * scores`` over the visible keys, in place.
 
@@ -135,34 +141,38 @@ def _masked_softmax_rows(scores, counts, scale):
     counts : ndarray of shape (Lq,), int64
         Visible keys per query; a row with 0 visible keys becomes all zeros.
     scale : float
-        Multiplier applied to the scores before the softmax (positive).
+        Multiplier applied to the scores before the softmax (positive), of
+        the scores' dtype.
     """
     n_queries, n = scores.shape
+    zero = scores.dtype.type(0)
+    one = scores.dtype.type(1)
     for i in range(n_queries):
+        row = scores[i]
         visible = counts[i]
         if visible == 0:
-            for j in range(n):
-                scores[i, j] = 0
+            row[:] = zero
             continue
-        row_max = scores[i, 0]
+        row_max = row[0]
         for j in range(1, visible):
-            value = scores[i, j]
+            value = row[j]
             row_max = value if value > row_max else row_max
-        total = 0.0
+        # Subtracting the row maximum keeps exp() <= 1, so logits of any
+        # magnitude stay finite.
+        shift = row_max * scale
+        total = zero
         for j in range(visible):
-            # Subtracting the row maximum keeps exp() <= 1, so logits of any
-            # magnitude stay finite.
-            e = math.exp((scores[i, j] - row_max) * scale)
-            scores[i, j] = e
+            e = fast_exp(row[j] * scale - shift)
+            row[j] = e
             total += e
-        inv_total = 1.0 / total
+        inv_total = one / total
         for j in range(visible):
-            scores[i, j] = scores[i, j] * inv_total
+            row[j] *= inv_total
         for j in range(visible, n):
-            scores[i, j] = 0
+            row[j] = zero
 
 
-@jit()
+@jit(fastmath=_ROW_MATH)
 def _softmax_backward_rows(probs, grad_probs, counts, scale):
     """Gradient of the scores from that of the probabilities, in place.
 
@@ -181,15 +191,18 @@ def _softmax_backward_rows(probs, grad_probs, counts, scale):
         The multiplier used in the forward softmax.
     """
     n_queries, n = probs.shape
+    zero = probs.dtype.type(0)
     for i in range(n_queries):
+        p = probs[i]
+        g = grad_probs[i]
         visible = counts[i]
-        dot = 0.0
+        dot = zero
         for j in range(visible):
-            dot += probs[i, j] * grad_probs[i, j]
+            dot += p[j] * g[j]
         for j in range(visible):
-            grad_probs[i, j] = probs[i, j] * (grad_probs[i, j] - dot) * scale
+            g[j] = p[j] * (g[j] - dot) * scale
         for j in range(visible, n):
-            grad_probs[i, j] = 0
+            g[j] = zero
 
 
 @jit()
@@ -292,6 +305,12 @@ def _prepare_item(mask_row, causal, n_queries, idx, counts):
 # ---------------------------------------------------------------- dot family
 
 
+# Queries are processed in blocks of this many rows, so that a block's scores
+# (QUERY_BLOCK x Lk) stay in the L2 cache between the two matrix products
+# and the softmax instead of streaming an Lq x Lk matrix through memory.
+QUERY_BLOCK = 64
+
+
 @jit()
 def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
                       idx, counts, key_buf, value_buf, score_buf):
@@ -311,12 +330,12 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
         Output.
     idx, counts, key_buf, value_buf, score_buf : ndarrays
         This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
-        ``(Lk*Dv,)``, ``(Lq*Lk,)``).
+        ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)``).
     """
     n_heads = q.shape[1]
     b = item // n_heads
     h = item % n_heads
-    n_queries = q.shape[2]
+    n_queries, n_keys = q.shape[2], k.shape[2]
     n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
     if n == 0:
         context[b, h, :, :] = 0
@@ -324,17 +343,24 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
         return
     keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
     values = _keys_of(v[b, h], idx, n, prefix, value_buf)
-    scores = score_buf[: n_queries * n].reshape((n_queries, n))
-    np.dot(q[b, h], keys.T, scores)
-    _masked_softmax_rows(scores, counts, scale)
-    np.dot(scores, values, context[b, h])
-    _scatter_weights(scores, idx, n, prefix, weights[b, h])
+    for start in range(0, n_queries, QUERY_BLOCK):
+        stop = min(start + QUERY_BLOCK, n_queries)
+        if n == n_keys:
+            # No padding: the weights rows are the scores buffer.
+            scores = weights[b, h, start:stop]
+        else:
+            scores = score_buf[: (stop - start) * n].reshape((stop - start, n))
+        np.dot(q[b, h, start:stop], keys.T, scores)
+        _masked_softmax_rows(scores, counts[start:stop], scale)
+        np.dot(scores, values, context[b, h, start:stop])
+        if n != n_keys:
+            _scatter_weights(scores, idx, n, prefix, weights[b, h, start:stop])
 
 
 @jit()
 def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
                        grad_q, grad_k, grad_v, idx, counts, key_buf, value_buf,
-                       prob_buf, grad_buf, row_buf):
+                       prob_buf, grad_buf, row_buf, grad_key_buf, grad_value_buf):
     """Backward pass of one ``(b, h)`` pair of dot-family attention.
 
     Parameters
@@ -348,14 +374,17 @@ def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context
     grad_context : ndarray of shape (B, H, Lq, Dv)
     grad_q, grad_k, grad_v : ndarrays shaped like q, k, v
         Outputs.
-    idx, counts, key_buf, value_buf, prob_buf, grad_buf, row_buf : ndarrays
+    idx, counts, key_buf, value_buf, prob_buf, grad_buf, row_buf, grad_key_buf, \
+grad_value_buf : ndarrays
         This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
-        ``(Lk*Dv,)``, ``(Lq*Lk,)``, ``(Lq*Lk,)``, ``(Lk*max(D, Dv),)``).
+        ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)`` twice, ``(Lk*max(D, Dv),)``,
+        ``(Lk*D,)``, ``(Lk*Dv,)``).
     """
     n_heads = q.shape[1]
     b = item // n_heads
     h = item % n_heads
-    n_queries = q.shape[2]
+    n_queries, n_keys = q.shape[2], k.shape[2]
+    width, value_width = k.shape[3], v.shape[3]
     n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
     if n == 0:
         grad_q[b, h, :, :] = 0
@@ -364,46 +393,68 @@ def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context
         return
     keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
     values = _keys_of(v[b, h], idx, n, prefix, value_buf)
-    probs = _gather_columns(weights[b, h], idx, n, prob_buf)
-    grad_scores = grad_buf[: n_queries * n].reshape((n_queries, n))
-    # dV = P^T dC, written straight into grad_v when the keys are a prefix.
-    if prefix:
-        grad_values = grad_v[b, h, :n]
-    else:
-        grad_values = row_buf[: n * v.shape[3]].reshape((n, v.shape[3]))
-    np.dot(probs.T, grad_context[b, h], grad_values)
-    _scatter_rows(grad_values, idx, n, prefix, grad_v[b, h])
-    np.dot(grad_context[b, h], values.T, grad_scores)
-    _softmax_backward_rows(probs, grad_scores, counts, scale)
-    np.dot(grad_scores, keys, grad_q[b, h])
+    # dK and dV sum over query blocks; for trailing padding they accumulate
+    # straight into the outputs.
     if prefix:
         grad_keys = grad_k[b, h, :n]
+        grad_values = grad_v[b, h, :n]
     else:
-        grad_keys = row_buf[: n * k.shape[3]].reshape((n, k.shape[3]))
-    np.dot(grad_scores.T, q[b, h], grad_keys)
+        grad_keys = grad_key_buf[: n * width].reshape((n, width))
+        grad_values = grad_value_buf[: n * value_width].reshape((n, value_width))
+    grad_keys[:, :] = 0
+    grad_values[:, :] = 0
+    partial_keys = row_buf[: n * width].reshape((n, width))
+    partial_values = row_buf[: n * value_width].reshape((n, value_width))
+    for start in range(0, n_queries, QUERY_BLOCK):
+        stop = min(start + QUERY_BLOCK, n_queries)
+        rows = stop - start
+        if n == n_keys:
+            probs = weights[b, h, start:stop]
+        else:
+            probs = _gather_columns(weights[b, h, start:stop], idx, n, prob_buf)
+        grad_out = grad_context[b, h, start:stop]
+        np.dot(probs.T, grad_out, partial_values)
+        grad_values += partial_values
+        grad_scores = grad_buf[: rows * n].reshape((rows, n))
+        np.dot(grad_out, values.T, grad_scores)
+        _softmax_backward_rows(probs, grad_scores, counts[start:stop], scale)
+        np.dot(grad_scores, keys, grad_q[b, h, start:stop])
+        np.dot(grad_scores.T, q[b, h, start:stop], partial_keys)
+        grad_keys += partial_keys
+    _scatter_rows(grad_values, idx, n, prefix, grad_v[b, h])
     _scatter_rows(grad_keys, idx, n, prefix, grad_k[b, h])
 
 
 @jit()
-def _forward_scratch(n_threads, q, k, v):
-    """Per-thread scratch of the forward kernels."""
+def _forward_scratch(n_threads, q, k, v, score_rows):
+    """Per-thread scratch of the forward kernels (``score_rows`` rows of scores)."""
     n_queries, n_keys = q.shape[2], k.shape[2]
     idx = np.empty((n_threads, n_keys), dtype=np.int64)
     counts = np.empty((n_threads, n_queries), dtype=np.int64)
     key_buf = np.empty((n_threads, n_keys * k.shape[3]), dtype=q.dtype)
     value_buf = np.empty((n_threads, n_keys * v.shape[3]), dtype=q.dtype)
-    score_buf = np.empty((n_threads, n_queries * n_keys), dtype=q.dtype)
+    score_buf = np.empty((n_threads, score_rows * n_keys), dtype=q.dtype)
     return idx, counts, key_buf, value_buf, score_buf
 
 
 @jit()
-def _backward_scratch(n_threads, q, k, v):
+def _backward_scratch(n_threads, q, k, v, score_rows):
     """Per-thread scratch of the backward kernels."""
-    n_queries, n_keys = q.shape[2], k.shape[2]
-    idx, counts, key_buf, value_buf, prob_buf = _forward_scratch(n_threads, q, k, v)
-    grad_buf = np.empty((n_threads, n_queries * n_keys), dtype=q.dtype)
+    n_keys = k.shape[2]
+    idx, counts, key_buf, value_buf, prob_buf = _forward_scratch(n_threads, q, k, v,
+                                                                 score_rows)
+    grad_buf = np.empty((n_threads, score_rows * n_keys), dtype=q.dtype)
     row_buf = np.empty((n_threads, n_keys * max(k.shape[3], v.shape[3])), dtype=q.dtype)
     return idx, counts, key_buf, value_buf, prob_buf, grad_buf, row_buf
+
+
+@jit()
+def _dot_backward_scratch(n_threads, q, k, v):
+    """Scratch of the dot-family backward: the common part plus dK/dV accumulators."""
+    common = _backward_scratch(n_threads, q, k, v, min(q.shape[2], QUERY_BLOCK))
+    grad_key_buf = np.empty((n_threads, k.shape[2] * k.shape[3]), dtype=q.dtype)
+    grad_value_buf = np.empty((n_threads, k.shape[2] * v.shape[3]), dtype=q.dtype)
+    return common + (grad_key_buf, grad_value_buf)
 
 
 @jit()
@@ -425,7 +476,8 @@ def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights)
     weights : ndarray of shape (B, H, Lq, Lk)
         Output.
     """
-    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(1, q, k, v)
+    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
+        1, q, k, v, min(q.shape[2], QUERY_BLOCK))
     for item in range(q.shape[0] * q.shape[1]):
         _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
                           idx[0], counts[0], key_buf[0], value_buf[0], score_buf[0])
@@ -439,7 +491,8 @@ def dot_attention_forward_parallel(q, k, v, mask, causal, scale, context, weight
     Same parameters as :func:`dot_attention_forward_serial`, plus ``n_threads``,
     the Numba thread count in force (it sizes the per-thread scratch).
     """
-    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(n_threads, q, k, v)
+    idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
+        n_threads, q, k, v, min(q.shape[2], QUERY_BLOCK))
     for item in prange(q.shape[0] * q.shape[1]):
         t = numba.get_thread_id()
         _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
@@ -465,12 +518,12 @@ def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, grad_co
     grad_v : ndarray of shape (B, H, Lk, Dv)
         Output.
     """
-    scratch = _backward_scratch(1, q, k, v)
+    scratch = _dot_backward_scratch(1, q, k, v)
     for item in range(q.shape[0] * q.shape[1]):
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
                            grad_q, grad_k, grad_v, scratch[0][0], scratch[1][0],
                            scratch[2][0], scratch[3][0], scratch[4][0], scratch[5][0],
-                           scratch[6][0])
+                           scratch[6][0], scratch[7][0], scratch[8][0])
 
 
 @jit(parallel=True)
@@ -480,13 +533,13 @@ def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, grad_
 
     Same parameters as :func:`dot_attention_backward_serial`, plus ``n_threads``.
     """
-    scratch = _backward_scratch(n_threads, q, k, v)
+    scratch = _dot_backward_scratch(n_threads, q, k, v)
     for item in prange(q.shape[0] * q.shape[1]):
         t = numba.get_thread_id()
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
                            grad_q, grad_k, grad_v, scratch[0][t], scratch[1][t],
                            scratch[2][t], scratch[3][t], scratch[4][t], scratch[5][t],
-                           scratch[6][t])
+                           scratch[6][t], scratch[7][t], scratch[8][t])
 
 
 # ----------------------------------------------------------- additive family
@@ -653,7 +706,7 @@ def additive_attention_forward_serial(query_proj, key_proj, score_vector, v, mas
         Output.
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
-        1, query_proj, key_proj, v)
+        1, query_proj, key_proj, v, query_proj.shape[2])
     for item in range(v.shape[0] * v.shape[1]):
         _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
                                scale, context, weights, idx[0], counts[0], key_buf[0],
@@ -668,7 +721,7 @@ def additive_attention_forward_parallel(query_proj, key_proj, score_vector, v, m
     Same parameters as :func:`additive_attention_forward_serial`, plus ``n_threads``.
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
-        n_threads, query_proj, key_proj, v)
+        n_threads, query_proj, key_proj, v, query_proj.shape[2])
     for item in prange(v.shape[0] * v.shape[1]):
         t = numba.get_thread_id()
         _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
@@ -697,7 +750,7 @@ def additive_attention_backward_serial(query_proj, key_proj, score_vector, v, ma
     grad_score_vector : ndarray of shape (B, H, A)
         Output: per-``(b, h)`` contributions, to be summed by the caller.
     """
-    scratch = _backward_scratch(1, query_proj, key_proj, v)
+    scratch = _backward_scratch(1, query_proj, key_proj, v, query_proj.shape[2])
     for item in range(v.shape[0] * v.shape[1]):
         _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
                                 scale, weights, grad_context, grad_query_proj, grad_key_proj,
@@ -714,7 +767,8 @@ def additive_attention_backward_parallel(query_proj, key_proj, score_vector, v, 
 
     Same parameters as :func:`additive_attention_backward_serial`, plus ``n_threads``.
     """
-    scratch = _backward_scratch(n_threads, query_proj, key_proj, v)
+    scratch = _backward_scratch(n_threads, query_proj, key_proj, v,
+                                 query_proj.shape[2])
     for item in prange(v.shape[0] * v.shape[1]):
         t = numba.get_thread_id()
         _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
