@@ -53,19 +53,26 @@ def make_case(batch, heads, length, width, seed):
     return q, k, v, mask, grad
 
 
-def skattention_step(q, k, v, mask, grad, n_threads):
-    """A closure running forward + backward through the CPU backend."""
+def skattention_step(q, k, v, mask, grad, n_threads, store_weights):
+    """A closure running forward + backward through the CPU backend.
+
+    ``store_weights=False`` is the training path (row log-sum-exp saved,
+    probabilities recomputed in backward); True also materialises the
+    ``(B, H, L, L)`` weights, as :func:`skattention.functional.attention` does.
+    """
     from skattention._backend import get_backend
 
     backend = get_backend("cpu", n_threads=n_threads)
     scale = np.float32(1.0 / np.sqrt(q.shape[-1]))
     context = np.empty_like(q)
-    weights = np.empty(q.shape[:3] + (k.shape[2],), np.float32)
+    weights = np.empty(q.shape[:3] + (k.shape[2],), np.float32) if store_weights else None
+    lse = np.empty(q.shape[:3], np.float32)
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
 
     def step():
-        backend.dot_attention_forward(q, k, v, mask, False, scale, context, weights)
-        backend.dot_attention_backward(q, k, v, mask, False, scale, weights, grad, dq, dk, dv)
+        backend.dot_attention_forward(q, k, v, mask, False, scale, context, weights, lse)
+        backend.dot_attention_backward(q, k, v, mask, False, scale, weights, lse, grad,
+                                       dq, dk, dv)
 
     return step
 
@@ -109,25 +116,30 @@ def main(argv=None):
     print(f"threads={args.threads} torch={torch.__version__} numba={numba.__version__} "
           f"numpy float32 matmul 1024^3: {gemm:.0f} GFLOP/s")
     print("| L | skattention ms | torch SDPA ms | speed-up | skattention GFLOP/s | "
-          "% of matmul |")
-    print("|---|---|---|---|---|---|")
+          "% of matmul | with weights stored ms | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
     for length in args.lengths:
         case = make_case(args.batch, args.heads, length, args.width, seed=length)
-        ours = skattention_step(*case, n_threads=args.threads)
-        theirs = torch_step(*case)
-        for step in (ours, theirs):
+        steps = {
+            "ours": skattention_step(*case, n_threads=args.threads, store_weights=False),
+            "ours_weights": skattention_step(*case, n_threads=args.threads,
+                                             store_weights=True),
+            "torch": torch_step(*case),
+        }
+        for step in steps.values():
             step()
             step()
-        ours_times, theirs_times = [], []
+        times = {name: [] for name in steps}
         for _ in range(args.rounds):
-            ours_times.append(_median_time(ours, args.repeats))
-            theirs_times.append(_median_time(theirs, args.repeats))
-        t_ours = statistics.median(ours_times)
-        t_theirs = statistics.median(theirs_times)
+            for name, step in steps.items():
+                times[name].append(_median_time(step, args.repeats))
+        t_ours, t_weights, t_torch = (statistics.median(times[name])
+                                      for name in ("ours", "ours_weights", "torch"))
         flops = 12 * length * length * args.width * args.batch * args.heads
         rate = flops / t_ours / 1e9
-        print(f"| {length} | {1e3 * t_ours:.2f} | {1e3 * t_theirs:.2f} | "
-              f"{t_theirs / t_ours:.2f}x | {rate:.0f} | {100 * rate / gemm:.0f}% |")
+        print(f"| {length} | {1e3 * t_ours:.2f} | {1e3 * t_torch:.2f} | "
+              f"{t_torch / t_ours:.2f}x | {rate:.0f} | {100 * rate / gemm:.0f}% | "
+              f"{1e3 * t_weights:.2f} | {t_torch / t_weights:.2f}x |")
 
 
 if __name__ == "__main__":

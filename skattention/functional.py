@@ -214,17 +214,19 @@ def attention(query, key, value, key_mask=None, *, score="scaled_dot", causal=Fa
     batch, heads, n_queries, width = q.shape
     context = np.empty((batch, heads, n_queries, v.shape[3]), dtype=dtype)
     weights = np.empty((batch, heads, n_queries, k.shape[2]), dtype=dtype)
+    log_sum_exp = np.empty((batch, heads, n_queries), dtype=dtype)
     backend = get_backend("cpu")
     if score == "additive":
         query_proj = np.ascontiguousarray(q @ params["W_q"])
         key_proj = np.ascontiguousarray(k @ params["W_k"])
         backend.additive_attention_forward(query_proj, key_proj, params["v"], v, mask,
-                                           bool(causal), dtype.type(1.0), context, weights)
+                                           bool(causal), dtype.type(1.0), context, weights,
+                                           log_sum_exp)
     else:
         if score == "general":
             q = np.ascontiguousarray(q @ params["W"])
         backend.dot_attention_forward(q, k, v, mask, bool(causal), _scale(score, width, dtype),
-                                      context, weights)
+                                      context, weights, log_sum_exp)
     return context, weights
 
 
@@ -304,9 +306,11 @@ def attention_backward(query, key, value, weights, grad_context, key_mask=None, 
         projected = np.ascontiguousarray(q @ params["W"]) if score == "general" else q
         grad_projected = np.empty_like(q)
         grad_k = np.empty_like(k)
+        # The given weights are used as they are, so no row statistics are needed.
+        unused_log_sum_exp = np.zeros((1, 1, 1), dtype=dtype)
         backend.dot_attention_backward(projected, k, v, mask, bool(causal),
-                                       _scale(score, width, dtype), w, grad_out,
-                                       grad_projected, grad_k, grad_v)
+                                       _scale(score, width, dtype), w, unused_log_sum_exp,
+                                       grad_out, grad_projected, grad_k, grad_v)
         if score == "general":
             grad_q = grad_projected @ params["W"].T
             grad_params["W"] = q.reshape(-1, width).T @ grad_projected.reshape(-1, width)

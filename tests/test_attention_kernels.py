@@ -16,11 +16,15 @@ def _dot_outputs(q, k, v, mask, causal, run):
     scale = q.dtype.type(0.5)
     context = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
     weights = np.empty(q.shape[:3] + (k.shape[2],), q.dtype)
-    run("forward", q, k, v, mask, causal, scale, context, weights)
+    lse = np.empty(q.shape[:3], q.dtype)
+    run("forward", q, k, v, mask, causal, scale, context, weights, True, lse)
     grad_context = np.cos(np.arange(context.size, dtype=q.dtype)).reshape(context.shape)
     grads = [np.empty_like(q), np.empty_like(k), np.empty_like(v)]
-    run("backward", q, k, v, mask, causal, scale, weights, grad_context, *grads)
-    return [context, weights, *grads]
+    run("backward", q, k, v, mask, causal, scale, weights, True, lse, grad_context, *grads)
+    recomputed = [np.empty_like(q), np.empty_like(k), np.empty_like(v)]
+    run("backward", q, k, v, mask, causal, scale, weights[:1, :1, :1, :1].copy(), False, lse,
+        grad_context, *recomputed)
+    return [context, weights, lse, *grads, *recomputed]
 
 
 def _additive_outputs(q, k, v, mask, causal, run):
@@ -28,12 +32,13 @@ def _additive_outputs(q, k, v, mask, causal, run):
     one = q.dtype.type(1)
     context = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
     weights = np.empty(q.shape[:3] + (k.shape[2],), q.dtype)
-    run("forward", q, k, score_vector, v, mask, causal, one, context, weights)
+    lse = np.empty(q.shape[:3], q.dtype)
+    run("forward", q, k, score_vector, v, mask, causal, one, context, weights, lse)
     grad_context = np.sin(np.arange(context.size, dtype=q.dtype)).reshape(context.shape)
     grads = [np.empty_like(q), np.empty_like(k), np.empty_like(v),
              np.empty(q.shape[:2] + (q.shape[3],), q.dtype)]
     run("backward", q, k, score_vector, v, mask, causal, one, weights, grad_context, *grads)
-    return [context, weights, *grads]
+    return [context, weights, lse, *grads]
 
 
 KERNELS = {
@@ -70,8 +75,8 @@ def _runner(family, build, n_threads):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n_queries", [6, 70])
-def test_serial_equals_parallel_bitwise_for_one_and_two_threads(rng, family, dtype, causal,
-                                                                 n_queries):
+def test_serial_equals_parallel_bitwise_for_one_and_two_threads(
+        rng, family, dtype, causal, n_queries):
     q = rng.normal(size=(5, 3, n_queries, 4)).astype(dtype)
     k = rng.normal(size=(5, 3, 9, 4)).astype(dtype)
     v = rng.normal(size=(5, 3, 9, 2)).astype(dtype)
@@ -95,7 +100,9 @@ def test_backend_thread_count_does_not_change_results(rng):
         backend = CPUBackend(n_threads=n_threads)
         context = np.empty_like(q)
         weights = np.empty((4, 2, 8, 8), np.float32)
-        backend.dot_attention_forward(q, q, q, mask, False, np.float32(0.5), context, weights)
+        lse = np.empty((4, 2, 8), np.float32)
+        backend.dot_attention_forward(q, q, q, mask, False, np.float32(0.5), context, weights,
+                                      lse)
         results.append((context, weights))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
@@ -158,3 +165,30 @@ def test_weights_are_a_distribution_over_visible_keys(case):
                                  causal=causal, score_params=params)
     assert all(np.isfinite(g).all() for g in grads[:3])
     assert all(np.isfinite(g).all() for g in grads.score_params.values())
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n_queries", [5, 70])
+def test_training_path_without_stored_weights_matches_the_oracle(rng, causal, n_queries):
+    batch, heads, n_keys, width = 3, 2, n_queries, 4
+    q = rng.normal(size=(batch, heads, n_queries, width))
+    k = rng.normal(size=(batch, heads, n_keys, width))
+    v = rng.normal(size=(batch, heads, n_keys, 3))
+    mask = rng.random((batch, n_keys)) < 0.7
+    mask[0] = True
+    mask[1] = False
+    backend = CPUBackend(n_threads=2)
+    scale = np.float64(1 / np.sqrt(width))
+    context = np.empty(q.shape[:3] + (3,))
+    lse = np.empty(q.shape[:3])
+    backend.dot_attention_forward(q, k, v, mask, causal, scale, context, None, lse)
+    ref_context, ref_weights = reference.attention(q, k, v, mask, "scaled_dot", causal)
+    np.testing.assert_allclose(context, ref_context, rtol=1e-10, atol=1e-12)
+    grad_context = rng.normal(size=context.shape)
+    grads = [np.empty_like(q), np.empty_like(k), np.empty_like(v)]
+    backend.dot_attention_backward(q, k, v, mask, causal, scale, None, lse, grad_context,
+                                   *grads)
+    expected = reference.attention_backward(q, k, v, ref_weights, grad_context, mask,
+                                            "scaled_dot", causal)
+    for got, want in zip(grads, expected[:3]):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)

@@ -6,14 +6,23 @@ dtype (float32 or float64); the public wrappers (:mod:`skattention.functional`)
 and the network make sure of that.
 """
 
+import numpy as np
+
 from . import _cpu_attention as attn
+from ._cpu_layers import CPULayerOps
+from ._cpu_training import CPUTrainingOps
 from ._threads import default_n_threads, kernel_threads
 
 __all__ = ["CPUBackend"]
 
 
-class CPUBackend:
+class CPUBackend(CPULayerOps, CPUTrainingOps):
     """Numba CPU kernels with a thread budget.
+
+    The attention kernels are methods of this class; the layer kernels
+    (linear, layer norm, activations, embedding, dropout) come from
+    :class:`~._cpu_layers.CPULayerOps` and the training kernels (pooling,
+    losses, optimizers) from :class:`~._cpu_training.CPUTrainingOps`.
 
     Parameters
     ----------
@@ -95,8 +104,6 @@ class CPUBackend:
         -------
         array : ndarray
         """
-        import numpy as np
-
         return np.ascontiguousarray(array, dtype=dtype)
 
     def to_host(self, array):
@@ -105,23 +112,53 @@ class CPUBackend:
 
     # --------------------------------------------------------- attention
 
-    def dot_attention_forward(self, q, k, v, mask, causal, scale, context, weights):
-        """Dot-family attention; see :func:`_cpu_attention.dot_attention_forward_serial`."""
-        self.run_scratch(attn.dot_attention_forward_serial, attn.dot_attention_forward_parallel,
-                 q, k, v, mask, causal, scale, context, weights)
+    def dot_attention_forward(self, q, k, v, mask, causal, scale, context, weights,
+                              log_sum_exp):
+        """Dot-family attention forward pass.
 
-    def dot_attention_backward(self, q, k, v, mask, causal, scale, weights, grad_context,
-                               grad_q, grad_k, grad_v):
-        """Backward of :meth:`dot_attention_forward`; fills ``grad_q, grad_k, grad_v``."""
-        self.run_scratch(attn.dot_attention_backward_serial, attn.dot_attention_backward_parallel,
-                 q, k, v, mask, causal, scale, weights, grad_context, grad_q, grad_k, grad_v)
+        Parameters
+        ----------
+        q, k, v : ndarrays of shape (B, H, Lq, D), (B, H, Lk, D), (B, H, Lk, Dv)
+        mask : ndarray of shape (B, Lk), bool
+            True at real keys.
+        causal : bool
+        scale : float
+            Score multiplier of the arrays' dtype.
+        context : ndarray of shape (B, H, Lq, Dv)
+            Output.
+        weights : ndarray of shape (B, H, Lq, Lk) or None
+            Output; None skips materialising the weights (training), and the
+            backward pass then recomputes them from ``log_sum_exp``.
+        log_sum_exp : ndarray of shape (B, H, Lq)
+            Output: the softmax row statistics.
+        """
+        store = weights is not None
+        if not store:
+            weights = np.empty((1, 1, 1, 1), dtype=q.dtype)
+        self.run_scratch(attn.dot_attention_forward_serial, attn.dot_attention_forward_parallel,
+                         q, k, v, mask, causal, scale, context, weights, store, log_sum_exp)
+
+    def dot_attention_backward(self, q, k, v, mask, causal, scale, weights, log_sum_exp,
+                               grad_context, grad_q, grad_k, grad_v):
+        """Backward of :meth:`dot_attention_forward`; fills ``grad_q, grad_k, grad_v``.
+
+        ``weights`` may be None when the forward pass did not store them.
+        """
+        use = weights is not None
+        if not use:
+            weights = np.empty((1, 1, 1, 1), dtype=q.dtype)
+        self.run_scratch(attn.dot_attention_backward_serial,
+                         attn.dot_attention_backward_parallel,
+                         q, k, v, mask, causal, scale, weights, use, log_sum_exp,
+                         grad_context, grad_q, grad_k, grad_v)
 
     def additive_attention_forward(self, query_proj, key_proj, score_vector, v, mask, causal,
-                                   scale, context, weights):
+                                   scale, context, weights, log_sum_exp):
         """Additive attention; see :func:`_cpu_attention.additive_attention_forward_serial`."""
         self.run_scratch(attn.additive_attention_forward_serial,
-                 attn.additive_attention_forward_parallel,
-                 query_proj, key_proj, score_vector, v, mask, causal, scale, context, weights)
+                         attn.additive_attention_forward_parallel,
+                         query_proj, key_proj, score_vector, v, mask, causal, scale, context,
+                         weights, log_sum_exp)
 
     def additive_attention_backward(self, query_proj, key_proj, score_vector, v, mask, causal,
                                     scale, weights, grad_context, grad_query_proj,
@@ -132,6 +169,7 @@ class CPUBackend:
         contributions that the caller sums.
         """
         self.run_scratch(attn.additive_attention_backward_serial,
-                 attn.additive_attention_backward_parallel,
-                 query_proj, key_proj, score_vector, v, mask, causal, scale, weights,
-                 grad_context, grad_query_proj, grad_key_proj, grad_v, grad_score_vector)
+                         attn.additive_attention_backward_parallel,
+                         query_proj, key_proj, score_vector, v, mask, causal, scale, weights,
+                         grad_context, grad_query_proj, grad_key_proj, grad_v,
+                         grad_score_vector)

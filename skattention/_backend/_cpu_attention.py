@@ -130,7 +130,7 @@ _ROW_MATH = {"reassoc", "nsz", "contract", "arcp"}
 
 
 @jit(fastmath=_ROW_MATH)
-def _masked_softmax_rows(scores, counts, scale):
+def _masked_softmax_rows(scores, counts, scale, log_sum_exp):
     """Row-wise softmax of ``scale * scores`` over the visible keys, in place.
 
     Parameters
@@ -143,6 +143,10 @@ def _masked_softmax_rows(scores, counts, scale):
     scale : float
         Multiplier applied to the scores before the softmax (positive), of
         the scores' dtype.
+    log_sum_exp : ndarray of shape (Lq,)
+        Output: ``log(sum_j exp(scale * s_ij))`` over the visible keys, from
+        which the backward pass can recompute the probabilities (0 for rows
+        without a visible key).
     """
     n_queries, n = scores.shape
     zero = scores.dtype.type(0)
@@ -152,6 +156,7 @@ def _masked_softmax_rows(scores, counts, scale):
         visible = counts[i]
         if visible == 0:
             row[:] = zero
+            log_sum_exp[i] = zero
             continue
         row_max = row[0]
         for j in range(1, visible):
@@ -165,9 +170,36 @@ def _masked_softmax_rows(scores, counts, scale):
             e = fast_exp(row[j] * scale - shift)
             row[j] = e
             total += e
+        log_sum_exp[i] = shift + math.log(total)
         inv_total = one / total
         for j in range(visible):
             row[j] *= inv_total
+        for j in range(visible, n):
+            row[j] = zero
+
+
+@jit(fastmath=_ROW_MATH)
+def _recompute_probs(scores, counts, scale, log_sum_exp):
+    """Probabilities ``exp(scale * s_ij - lse_i)`` from raw scores, in place.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (Lq, n)
+        Raw scores over the real keys; overwritten with the probabilities
+        (exactly 0 past ``counts[i]``).
+    counts : ndarray of shape (Lq,), int64
+    scale : float
+    log_sum_exp : ndarray of shape (Lq,)
+        Row statistics saved by :func:`_masked_softmax_rows`.
+    """
+    n_queries, n = scores.shape
+    zero = scores.dtype.type(0)
+    for i in range(n_queries):
+        row = scores[i]
+        visible = counts[i]
+        shift = log_sum_exp[i]
+        for j in range(visible):
+            row[j] = fast_exp(row[j] * scale - shift)
         for j in range(visible, n):
             row[j] = zero
 
@@ -312,8 +344,8 @@ QUERY_BLOCK = 64
 
 
 @jit()
-def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
-                      idx, counts, key_buf, value_buf, score_buf):
+def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
+                      log_sum_exp, idx, counts, key_buf, value_buf, score_buf):
     """Forward pass of one ``(b, h)`` pair of dot-family attention.
 
     Parameters
@@ -327,7 +359,10 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
     context : ndarray of shape (B, H, Lq, Dv)
         Output.
     weights : ndarray of shape (B, H, Lq, Lk)
-        Output.
+        Output, written only when ``store_weights``.
+    store_weights : bool
+    log_sum_exp : ndarray of shape (B, H, Lq)
+        Output: the softmax row statistics.
     idx, counts, key_buf, value_buf, score_buf : ndarrays
         This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
         ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)``).
@@ -339,27 +374,31 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
     n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
     if n == 0:
         context[b, h, :, :] = 0
-        weights[b, h, :, :] = 0
+        log_sum_exp[b, h, :] = 0
+        if store_weights:
+            weights[b, h, :, :] = 0
         return
     keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
     values = _keys_of(v[b, h], idx, n, prefix, value_buf)
+    direct = store_weights and n == n_keys
     for start in range(0, n_queries, QUERY_BLOCK):
         stop = min(start + QUERY_BLOCK, n_queries)
-        if n == n_keys:
+        if direct:
             # No padding: the weights rows are the scores buffer.
             scores = weights[b, h, start:stop]
         else:
             scores = score_buf[: (stop - start) * n].reshape((stop - start, n))
         np.dot(q[b, h, start:stop], keys.T, scores)
-        _masked_softmax_rows(scores, counts[start:stop], scale)
+        _masked_softmax_rows(scores, counts[start:stop], scale, log_sum_exp[b, h, start:stop])
         np.dot(scores, values, context[b, h, start:stop])
-        if n != n_keys:
+        if store_weights and not direct:
             _scatter_weights(scores, idx, n, prefix, weights[b, h, start:stop])
 
 
 @jit()
-def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
-                       grad_q, grad_k, grad_v, idx, counts, key_buf, value_buf,
+def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
+                       log_sum_exp, grad_context, grad_q, grad_k, grad_v, idx, counts,
+                       key_buf, value_buf,
                        prob_buf, grad_buf, row_buf, grad_key_buf, grad_value_buf):
     """Backward pass of one ``(b, h)`` pair of dot-family attention.
 
@@ -370,7 +409,12 @@ def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context
     q, k, v, mask, causal, scale :
         As in the forward pass.
     weights : ndarray of shape (B, H, Lq, Lk)
-        Attention weights of the forward pass.
+        Attention weights of the forward pass (read when ``use_weights``).
+    use_weights : bool
+        If False, the probabilities are recomputed block by block from the
+        scores and ``log_sum_exp`` (no ``Lq x Lk`` array is read).
+    log_sum_exp : ndarray of shape (B, H, Lq)
+        Row statistics of the forward pass.
     grad_context : ndarray of shape (B, H, Lq, Dv)
     grad_q, grad_k, grad_v : ndarrays shaped like q, k, v
         Outputs.
@@ -408,7 +452,11 @@ grad_value_buf : ndarrays
     for start in range(0, n_queries, QUERY_BLOCK):
         stop = min(start + QUERY_BLOCK, n_queries)
         rows = stop - start
-        if n == n_keys:
+        if not use_weights:
+            probs = prob_buf[: rows * n].reshape((rows, n))
+            np.dot(q[b, h, start:stop], keys.T, probs)
+            _recompute_probs(probs, counts[start:stop], scale, log_sum_exp[b, h, start:stop])
+        elif n == n_keys:
             probs = weights[b, h, start:stop]
         else:
             probs = _gather_columns(weights[b, h, start:stop], idx, n, prob_buf)
@@ -458,7 +506,8 @@ def _dot_backward_scratch(n_threads, q, k, v):
 
 
 @jit()
-def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights):
+def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights,
+                                 store_weights, log_sum_exp):
     """Dot-family attention forward pass, one thread.
 
     Parameters
@@ -474,18 +523,24 @@ def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights)
     context : ndarray of shape (B, H, Lq, Dv)
         Output.
     weights : ndarray of shape (B, H, Lq, Lk)
-        Output.
+        Output when ``store_weights``; otherwise any array of the dtype
+        (it is not touched).
+    store_weights : bool
+        False for training without materialising the ``Lq x Lk`` weights;
+        the backward pass then recomputes them from ``log_sum_exp``.
+    log_sum_exp : ndarray of shape (B, H, Lq)
+        Output: the softmax row statistics.
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
         1, q, k, v, min(q.shape[2], QUERY_BLOCK))
     for item in range(q.shape[0] * q.shape[1]):
-        _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
-                          idx[0], counts[0], key_buf[0], value_buf[0], score_buf[0])
+        _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
+                          log_sum_exp, idx[0], counts[0], key_buf[0], value_buf[0], score_buf[0])
 
 
 @jit(parallel=True)
 def dot_attention_forward_parallel(q, k, v, mask, causal, scale, context, weights,
-                                   n_threads):
+                                   store_weights, log_sum_exp, n_threads):
     """Dot-family attention forward pass over all Numba threads.
 
     Same parameters as :func:`dot_attention_forward_serial`, plus ``n_threads``,
@@ -495,13 +550,13 @@ def dot_attention_forward_parallel(q, k, v, mask, causal, scale, context, weight
         n_threads, q, k, v, min(q.shape[2], QUERY_BLOCK))
     for item in prange(q.shape[0] * q.shape[1]):
         t = numba.get_thread_id()
-        _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights,
-                          idx[t], counts[t], key_buf[t], value_buf[t], score_buf[t])
+        _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
+                          log_sum_exp, idx[t], counts[t], key_buf[t], value_buf[t], score_buf[t])
 
 
 @jit()
-def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, grad_context,
-                                  grad_q, grad_k, grad_v):
+def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, use_weights,
+                                  log_sum_exp, grad_context, grad_q, grad_k, grad_v):
     """Dot-family attention backward pass, one thread.
 
     Parameters
@@ -509,7 +564,11 @@ def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, grad_co
     q, k, v, mask, causal, scale :
         As in :func:`dot_attention_forward_serial`.
     weights : ndarray of shape (B, H, Lq, Lk)
-        Weights returned by the forward pass.
+        Weights returned by the forward pass (read when ``use_weights``).
+    use_weights : bool
+        False recomputes the weights from the scores and ``log_sum_exp``.
+    log_sum_exp : ndarray of shape (B, H, Lq)
+        Row statistics returned by the forward pass.
     grad_context : ndarray of shape (B, H, Lq, Dv)
     grad_q : ndarray of shape (B, H, Lq, D)
         Output.
@@ -520,15 +579,17 @@ def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, grad_co
     """
     scratch = _dot_backward_scratch(1, q, k, v)
     for item in range(q.shape[0] * q.shape[1]):
-        _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
-                           grad_q, grad_k, grad_v, scratch[0][0], scratch[1][0],
+        _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
+                           log_sum_exp, grad_context, grad_q, grad_k, grad_v,
+                           scratch[0][0], scratch[1][0],
                            scratch[2][0], scratch[3][0], scratch[4][0], scratch[5][0],
                            scratch[6][0], scratch[7][0], scratch[8][0])
 
 
 @jit(parallel=True)
-def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, grad_context,
-                                    grad_q, grad_k, grad_v, n_threads):
+def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, use_weights,
+                                    log_sum_exp, grad_context, grad_q, grad_k, grad_v,
+                                    n_threads):
     """Dot-family attention backward pass over all Numba threads.
 
     Same parameters as :func:`dot_attention_backward_serial`, plus ``n_threads``.
@@ -536,8 +597,9 @@ def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, grad_
     scratch = _dot_backward_scratch(n_threads, q, k, v)
     for item in prange(q.shape[0] * q.shape[1]):
         t = numba.get_thread_id()
-        _dot_backward_item(item, q, k, v, mask, causal, scale, weights, grad_context,
-                           grad_q, grad_k, grad_v, scratch[0][t], scratch[1][t],
+        _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
+                           log_sum_exp, grad_context, grad_q, grad_k, grad_v,
+                           scratch[0][t], scratch[1][t],
                            scratch[2][t], scratch[3][t], scratch[4][t], scratch[5][t],
                            scratch[6][t], scratch[7][t], scratch[8][t])
 
@@ -606,7 +668,8 @@ def _additive_score_backward(query_proj, key_proj, score_vector, grad_scores, co
 
 @jit()
 def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
-                           scale, context, weights, idx, counts, key_buf, value_buf, score_buf):
+                           scale, context, weights, log_sum_exp, idx, counts, key_buf,
+                           value_buf, score_buf):
     """Forward pass of one ``(b, h)`` pair of additive attention.
 
     Parameters
@@ -616,8 +679,8 @@ def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, ca
     query_proj : ndarray of shape (B, H, Lq, A)
     key_proj : ndarray of shape (B, H, Lk, A)
     score_vector : ndarray of shape (A,)
-    v, mask, causal, scale, context, weights :
-        As in :func:`_dot_forward_item`.
+    v, mask, causal, scale, context, weights, log_sum_exp :
+        As in :func:`_dot_forward_item` (weights are always stored).
     idx, counts, key_buf, value_buf, score_buf : ndarrays
         This thread's scratch (``key_buf`` holds ``Lk*A`` entries).
     """
@@ -629,12 +692,13 @@ def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, ca
     if n == 0:
         context[b, h, :, :] = 0
         weights[b, h, :, :] = 0
+        log_sum_exp[b, h, :] = 0
         return
     keys = _keys_of(key_proj[b, h], idx, n, prefix, key_buf)
     values = _keys_of(v[b, h], idx, n, prefix, value_buf)
     scores = score_buf[: n_queries * n].reshape((n_queries, n))
     _additive_scores(query_proj[b, h], keys, score_vector, counts, scores)
-    _masked_softmax_rows(scores, counts, scale)
+    _masked_softmax_rows(scores, counts, scale, log_sum_exp[b, h])
     np.dot(scores, values, context[b, h])
     _scatter_weights(scores, idx, n, prefix, weights[b, h])
 
@@ -683,7 +747,7 @@ def _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, c
 
 @jit()
 def additive_attention_forward_serial(query_proj, key_proj, score_vector, v, mask, causal,
-                                      scale, context, weights):
+                                      scale, context, weights, log_sum_exp):
     """Additive (Bahdanau) attention forward pass, one thread.
 
     Parameters
@@ -704,18 +768,21 @@ def additive_attention_forward_serial(query_proj, key_proj, score_vector, v, mas
         Output.
     weights : ndarray of shape (B, H, Lq, Lk)
         Output.
+    log_sum_exp : ndarray of shape (B, H, Lq)
+        Output: the softmax row statistics.
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
         1, query_proj, key_proj, v, query_proj.shape[2])
     for item in range(v.shape[0] * v.shape[1]):
         _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
-                               scale, context, weights, idx[0], counts[0], key_buf[0],
+                               scale, context, weights, log_sum_exp, idx[0], counts[0], key_buf[0],
                                value_buf[0], score_buf[0])
 
 
 @jit(parallel=True)
 def additive_attention_forward_parallel(query_proj, key_proj, score_vector, v, mask,
-                                        causal, scale, context, weights, n_threads):
+                                        causal, scale, context, weights, log_sum_exp,
+                                        n_threads):
     """Additive attention forward pass over all Numba threads.
 
     Same parameters as :func:`additive_attention_forward_serial`, plus ``n_threads``.
@@ -725,7 +792,7 @@ def additive_attention_forward_parallel(query_proj, key_proj, score_vector, v, m
     for item in prange(v.shape[0] * v.shape[1]):
         t = numba.get_thread_id()
         _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
-                               scale, context, weights, idx[t], counts[t], key_buf[t],
+                               scale, context, weights, log_sum_exp, idx[t], counts[t], key_buf[t],
                                value_buf[t], score_buf[t])
 
 
@@ -767,8 +834,7 @@ def additive_attention_backward_parallel(query_proj, key_proj, score_vector, v, 
 
     Same parameters as :func:`additive_attention_backward_serial`, plus ``n_threads``.
     """
-    scratch = _backward_scratch(n_threads, query_proj, key_proj, v,
-                                 query_proj.shape[2])
+    scratch = _backward_scratch(n_threads, query_proj, key_proj, v, query_proj.shape[2])
     for item in prange(v.shape[0] * v.shape[1]):
         t = numba.get_thread_id()
         _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
