@@ -6,7 +6,8 @@ first use.
 """
 
 from . import functional
+from .estimators import AttentionClassifier, AttentionRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["functional", "__version__"]
+__all__ = ["AttentionClassifier", "AttentionRegressor", "functional", "__version__"]

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import reference
 from skattention import functional as F
+from skattention._backend import _cpu_additive as additive
 from skattention._backend import _cpu_attention as attn
 from skattention._backend._cpu import CPUBackend
 from skattention._backend._threads import kernel_threads
@@ -49,10 +50,10 @@ KERNELS = {
         ("backward", "parallel"): attn.dot_attention_backward_parallel,
     }),
     "additive": (_additive_outputs, {
-        ("forward", "serial"): attn.additive_attention_forward_serial,
-        ("forward", "parallel"): attn.additive_attention_forward_parallel,
-        ("backward", "serial"): attn.additive_attention_backward_serial,
-        ("backward", "parallel"): attn.additive_attention_backward_parallel,
+        ("forward", "serial"): additive.additive_attention_forward_serial,
+        ("forward", "parallel"): additive.additive_attention_forward_parallel,
+        ("backward", "serial"): additive.additive_attention_backward_serial,
+        ("backward", "parallel"): additive.additive_attention_backward_parallel,
     }),
 }
 

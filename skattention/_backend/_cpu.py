@@ -8,6 +8,7 @@ and the network make sure of that.
 
 import numpy as np
 
+from . import _cpu_additive as additive
 from . import _cpu_attention as attn
 from ._cpu_layers import CPULayerOps
 from ._cpu_training import CPUTrainingOps
@@ -155,8 +156,8 @@ class CPUBackend(CPULayerOps, CPUTrainingOps):
     def additive_attention_forward(self, query_proj, key_proj, score_vector, v, mask, causal,
                                    scale, context, weights, log_sum_exp):
         """Additive attention; see :func:`_cpu_attention.additive_attention_forward_serial`."""
-        self.run_scratch(attn.additive_attention_forward_serial,
-                         attn.additive_attention_forward_parallel,
+        self.run_scratch(additive.additive_attention_forward_serial,
+                         additive.additive_attention_forward_parallel,
                          query_proj, key_proj, score_vector, v, mask, causal, scale, context,
                          weights, log_sum_exp)
 
@@ -168,8 +169,8 @@ class CPUBackend(CPULayerOps, CPUTrainingOps):
         ``grad_score_vector`` has shape (B, H, A) and receives per-``(b, h)``
         contributions that the caller sums.
         """
-        self.run_scratch(attn.additive_attention_backward_serial,
-                         attn.additive_attention_backward_parallel,
+        self.run_scratch(additive.additive_attention_backward_serial,
+                         additive.additive_attention_backward_parallel,
                          query_proj, key_proj, score_vector, v, mask, causal, scale, weights,
                          grad_context, grad_query_proj, grad_key_proj, grad_v,
                          grad_score_vector)

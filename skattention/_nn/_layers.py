@@ -1,0 +1,434 @@
+"""Forward/backward pairs of the network's composite layers, on backend kernels.
+
+Everything here is plain NumPy glue around the backend: head splitting and
+merging (layout changes only), the score-dependent parts of self-attention
+and of attention pooling (query/key projections of the "general" and
+"additive" scores and the chain rule through them), masked mean pooling and
+the fixed sinusoidal positions.
+
+Shape letters: ``B`` batch, ``L`` positions, ``T = B * L`` flattened tokens,
+``d`` model width, ``H`` heads, ``dh = d / H`` head width, ``A`` additive
+score width (``A = dh`` in this network).
+
+Projections go through ``backend.linear_forward``/``linear_backward`` rather
+than NumPy's ``@``, so that every product of a training step runs in the
+backend's thread pool (see the notes of :mod:`skattention._backend._cpu_layers`).
+"""
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "SCORES", "sinusoidal_positions", "split_heads", "merge_heads", "score_param_shapes",
+    "self_attention_forward", "self_attention_backward",
+    "attention_pool_forward", "attention_pool_backward",
+    "mean_pool_weights", "mean_pool_forward", "mean_pool_backward",
+]
+
+#: Attention scores the network supports.
+SCORES = ("dot", "scaled_dot", "general", "additive")
+
+
+def sinusoidal_positions(n_positions, d_model):
+    """Fixed sinusoidal position encodings (Vaswani et al., 2017).
+
+    ``P[p, 2i] = sin(p / 10000^(2i/d))`` and ``P[p, 2i+1] = cos(...)``; an odd
+    ``d`` drops the last cosine.
+
+    Parameters
+    ----------
+    n_positions : int
+    d_model : int
+
+    Returns
+    -------
+    table : ndarray of shape (n_positions, d_model), float64
+    """
+    positions = np.arange(n_positions, dtype=np.float64)[:, None]
+    rates = np.exp(-math.log(10000.0) * np.arange(0, d_model, 2, dtype=np.float64) / d_model)
+    angles = positions * rates[None, :]
+    table = np.empty((n_positions, d_model), dtype=np.float64)
+    table[:, 0::2] = np.sin(angles)
+    table[:, 1::2] = np.cos(angles[:, : d_model // 2])
+    return table
+
+
+def split_heads(x, batch, n_heads, out=None):
+    """``(B*L, H*dh)`` token rows to a C-contiguous ``(B, H, L, dh)`` array.
+
+    Parameters
+    ----------
+    x : ndarray of shape (B*L, d) or any array viewable as (B, L, H, dh)
+    batch, n_heads : int
+    out : ndarray of shape (B, H, L, dh), optional
+        Receives the result (allocated when None).
+
+    Returns
+    -------
+    heads : ndarray of shape (B, H, L, dh)
+    """
+    length = x.shape[0] // batch if x.ndim == 2 else x.shape[1]
+    view = x.reshape(batch, length, n_heads, -1).transpose(0, 2, 1, 3)
+    if out is None:
+        return np.ascontiguousarray(view)
+    np.copyto(out, view)
+    return out
+
+
+def merge_heads(x, out=None):
+    """``(B, H, L, dh)`` to C-contiguous token rows ``(B*L, H*dh)``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (B, H, L, dh)
+    out : ndarray of shape (B*L, H*dh), optional
+
+    Returns
+    -------
+    rows : ndarray of shape (B*L, H*dh)
+    """
+    batch, n_heads, length, width = x.shape
+    view = x.transpose(0, 2, 1, 3)
+    if out is None:
+        return np.ascontiguousarray(view).reshape(batch * length, n_heads * width)
+    np.copyto(out.reshape(batch, length, n_heads, width), view)
+    return out
+
+
+def score_param_shapes(score, head_dim):
+    """Parameter blocks of a score function, shared by all heads.
+
+    Parameters
+    ----------
+    score : {"dot", "scaled_dot", "general", "additive"}
+    head_dim : int
+
+    Returns
+    -------
+    blocks : list of (str, tuple of int)
+        Suffixes and shapes: ``W (dh, dh)`` for "general"; ``W_q (dh, A)``,
+        ``W_k (dh, A)`` and ``v (A,)`` with ``A = dh`` for "additive"; none
+        for the dot scores.
+    """
+    if score == "general":
+        return [("W", (head_dim, head_dim))]
+    if score == "additive":
+        return [("W_q", (head_dim, head_dim)), ("W_k", (head_dim, head_dim)),
+                ("v", (head_dim,))]
+    return []
+
+
+def _scale(score, head_dim):
+    """Score multiplier: ``1/sqrt(dh)`` for "scaled_dot", else 1."""
+    return 1.0 / math.sqrt(head_dim) if score == "scaled_dot" else 1.0
+
+
+def _project(backend, x, weight):
+    """``x @ weight`` over the last axis, through the backend's linear kernel.
+
+    Parameters
+    ----------
+    x : ndarray of shape (..., In), C-contiguous
+    weight : ndarray of shape (In, Out)
+
+    Returns
+    -------
+    y : ndarray of shape (..., Out)
+    """
+    out = np.empty(x.shape[:-1] + (weight.shape[1],), dtype=x.dtype)
+    backend.linear_forward(x.reshape(-1, x.shape[-1]), weight, None, "identity",
+                           out.reshape(-1, weight.shape[1]))
+    return out
+
+
+def _project_backward(backend, x, weight, grad_y, grad_weight, need_grad_x=True):
+    """Backward of :func:`_project`: fills ``grad_weight``, returns ``grad_x``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (..., In)
+    weight : ndarray of shape (In, Out)
+    grad_y : ndarray of shape (..., Out)
+    grad_weight : ndarray of shape (In, Out)
+        Output (overwritten).
+    need_grad_x : bool, default=True
+
+    Returns
+    -------
+    grad_x : ndarray of shape (..., In) or None
+    """
+    grad_x = np.empty_like(x) if need_grad_x else None
+    backend.linear_backward(x.reshape(-1, x.shape[-1]), weight, None,
+                            grad_y.reshape(-1, weight.shape[1]), "identity",
+                            None if grad_x is None else grad_x.reshape(-1, x.shape[-1]),
+                            grad_weight, None)
+    return grad_x
+
+
+# ------------------------------------------------------------ self-attention
+
+
+def self_attention_forward(backend, score, q, k, v, mask, score_params, store_weights, keep):
+    """Masked multi-head self-attention with a chosen score.
+
+    Parameters
+    ----------
+    backend : CPUBackend
+    score : {"dot", "scaled_dot", "general", "additive"}
+    q, k, v : ndarrays of shape (B, H, L, dh)
+    mask : ndarray of shape (B, L), bool
+        True at real positions; padded keys are never attended.
+    score_params : dict of str to ndarray
+        Views of the score's parameter blocks (see :func:`score_param_shapes`).
+    store_weights : bool
+        Materialise the ``(B, H, L, L)`` weights (the additive kernel always
+        does). Training passes False: the dot backward recomputes them from
+        the row statistics.
+    keep : bool
+        Return what :func:`self_attention_backward` needs.
+
+    Returns
+    -------
+    context : ndarray of shape (B, H, L, dh)
+    weights : ndarray of shape (B, H, L, L) or None
+    saved : dict or None
+        The backward pass's inputs when ``keep``.
+    """
+    dtype = q.dtype
+    head_dim = q.shape[3]
+    context = np.empty_like(v)
+    log_sum_exp = np.empty(q.shape[:3], dtype=dtype)
+    if score == "additive":
+        query_proj = _project(backend, q, score_params["W_q"])
+        key_proj = _project(backend, k, score_params["W_k"])
+        weights = np.empty(q.shape[:3] + (k.shape[2],), dtype=dtype)
+        backend.additive_attention_forward(query_proj, key_proj, score_params["v"], v, mask,
+                                           False, dtype.type(1.0), context, weights,
+                                           log_sum_exp)
+        saved = dict(q=q, k=k, v=v, query_proj=query_proj, key_proj=key_proj,
+                     weights=weights) if keep else None
+        return context, (weights if store_weights else None), saved
+    query = _project(backend, q, score_params["W"]) if score == "general" else q
+    weights = np.empty(q.shape[:3] + (k.shape[2],), dtype=dtype) if store_weights else None
+    scale = dtype.type(_scale(score, head_dim))
+    backend.dot_attention_forward(query, k, v, mask, False, scale, context, weights,
+                                  log_sum_exp)
+    saved = dict(q=q, query=query, k=k, v=v, weights=weights,
+                 log_sum_exp=log_sum_exp) if keep else None
+    return context, weights, saved
+
+
+def self_attention_backward(backend, score, saved, mask, score_params, grad_context,
+                            grad_score_params):
+    """Backward pass of :func:`self_attention_forward`.
+
+    Parameters
+    ----------
+    backend : CPUBackend
+    score : str
+    saved : dict
+        From the forward pass.
+    mask : ndarray of shape (B, L), bool
+    score_params : dict of str to ndarray
+    grad_context : ndarray of shape (B, H, L, dh)
+    grad_score_params : dict of str to ndarray
+        Gradient views of the score's parameter blocks (overwritten).
+
+    Returns
+    -------
+    grad_q, grad_k, grad_v : ndarrays of shape (B, H, L, dh)
+    """
+    q, k, v = saved["q"], saved["k"], saved["v"]
+    dtype = q.dtype
+    grad_v = np.empty_like(v)
+    if score == "additive":
+        query_proj, key_proj = saved["query_proj"], saved["key_proj"]
+        grad_query_proj = np.empty_like(query_proj)
+        grad_key_proj = np.empty_like(key_proj)
+        grad_vector = np.empty(q.shape[:2] + (query_proj.shape[3],), dtype=dtype)
+        backend.additive_attention_backward(query_proj, key_proj, score_params["v"], v, mask,
+                                            False, dtype.type(1.0), saved["weights"],
+                                            grad_context, grad_query_proj, grad_key_proj,
+                                            grad_v, grad_vector)
+        grad_score_params["v"][...] = grad_vector.reshape(-1, grad_vector.shape[-1]).sum(axis=0)
+        grad_q = _project_backward(backend, q, score_params["W_q"], grad_query_proj,
+                                   grad_score_params["W_q"])
+        grad_k = _project_backward(backend, k, score_params["W_k"], grad_key_proj,
+                                   grad_score_params["W_k"])
+        return grad_q, grad_k, grad_v
+    query = saved["query"]
+    grad_query = np.empty_like(query)
+    grad_k = np.empty_like(k)
+    scale = dtype.type(_scale(score, q.shape[3]))
+    backend.dot_attention_backward(query, k, v, mask, False, scale, saved["weights"],
+                                   saved["log_sum_exp"], grad_context, grad_query, grad_k,
+                                   grad_v)
+    if score == "general":
+        grad_q = _project_backward(backend, q, score_params["W"], grad_query,
+                                   grad_score_params["W"])
+    else:
+        grad_q = grad_query
+    return grad_q, grad_k, grad_v
+
+
+# ------------------------------------------------------------------ pooling
+
+
+def attention_pool_forward(backend, score, states, query, mask, score_params, keep):
+    """Attention pooling: one learned query per head over the real positions.
+
+    Keys and values are both ``states``.
+
+    Parameters
+    ----------
+    backend : CPUBackend
+    score : {"dot", "scaled_dot", "general", "additive"}
+    states : ndarray of shape (B, H, L, dh)
+    query : ndarray of shape (H, dh)
+    mask : ndarray of shape (B, L), bool
+    score_params : dict of str to ndarray
+    keep : bool
+        Return what :func:`attention_pool_backward` needs.
+
+    Returns
+    -------
+    context : ndarray of shape (B, H, dh)
+        Zero for a sequence without real positions.
+    weights : ndarray of shape (B, H, L)
+        Rows sum to 1 over the real positions, exactly 0 on padding (all 0
+        for a sequence without real positions).
+    saved : dict or None
+    """
+    batch, n_heads, length, head_dim = states.shape
+    dtype = states.dtype
+    if score == "additive":
+        query_proj = _project(backend, query, score_params["W_q"])
+        query_rows = np.ascontiguousarray(
+            np.broadcast_to(query_proj[None, :, None, :], (batch, n_heads, 1, head_dim)))
+        key_proj = _project(backend, states, score_params["W_k"])
+        context = np.empty((batch, n_heads, 1, head_dim), dtype=dtype)
+        weights = np.empty((batch, n_heads, 1, length), dtype=dtype)
+        log_sum_exp = np.empty((batch, n_heads, 1), dtype=dtype)
+        backend.additive_attention_forward(query_rows, key_proj, score_params["v"], states,
+                                           mask, False, dtype.type(1.0), context, weights,
+                                           log_sum_exp)
+        saved = dict(states=states, query_rows=query_rows, key_proj=key_proj,
+                     weights=weights) if keep else None
+        return context[:, :, 0], weights[:, :, 0], saved
+    pool_query = _project(backend, query, score_params["W"]) if score == "general" else query
+    context = np.empty((batch, n_heads, head_dim), dtype=dtype)
+    weights = np.empty((batch, n_heads, length), dtype=dtype)
+    backend.attention_pooling_forward(states, states, pool_query, mask,
+                                      _scale(score, head_dim), context, weights)
+    saved = dict(states=states, pool_query=pool_query, weights=weights) if keep else None
+    return context, weights, saved
+
+
+def attention_pool_backward(backend, score, saved, query, mask, score_params, grad_context,
+                            grad_query, grad_score_params):
+    """Backward pass of :func:`attention_pool_forward`.
+
+    Parameters
+    ----------
+    backend : CPUBackend
+    score : str
+    saved : dict
+    query : ndarray of shape (H, dh)
+    mask : ndarray of shape (B, L), bool
+    score_params : dict of str to ndarray
+    grad_context : ndarray of shape (B, H, dh)
+    grad_query : ndarray of shape (H, dh)
+        Output (overwritten).
+    grad_score_params : dict of str to ndarray
+        Output views (overwritten).
+
+    Returns
+    -------
+    grad_states : ndarray of shape (B, H, L, dh)
+        Sum of the key and the value gradients.
+    """
+    states = saved["states"]
+    batch, n_heads, length, head_dim = states.shape
+    dtype = states.dtype
+    grad_values = np.empty_like(states)
+    if score == "additive":
+        query_rows, key_proj = saved["query_rows"], saved["key_proj"]
+        grad_query_rows = np.empty_like(query_rows)
+        grad_key_proj = np.empty_like(key_proj)
+        grad_vector = np.empty((batch, n_heads, head_dim), dtype=dtype)
+        backend.additive_attention_backward(
+            query_rows, key_proj, score_params["v"], states, mask, False, dtype.type(1.0),
+            saved["weights"], np.ascontiguousarray(grad_context[:, :, None, :]),
+            grad_query_rows, grad_key_proj, grad_values, grad_vector)
+        grad_score_params["v"][...] = grad_vector.reshape(-1, head_dim).sum(axis=0)
+        grad_query_proj = np.ascontiguousarray(grad_query_rows[:, :, 0].sum(axis=0))
+        grad_query[...] = _project_backward(backend, query, score_params["W_q"],
+                                            grad_query_proj, grad_score_params["W_q"])
+        grad_keys = _project_backward(backend, states, score_params["W_k"], grad_key_proj,
+                                      grad_score_params["W_k"])
+    else:
+        pool_query = saved["pool_query"]
+        grad_keys = np.empty_like(states)
+        grad_pool_query = np.empty_like(pool_query)
+        backend.attention_pooling_backward(states, states, pool_query, mask,
+                                           _scale(score, head_dim), saved["weights"],
+                                           np.ascontiguousarray(grad_context), grad_keys,
+                                           grad_values, grad_pool_query)
+        if score == "general":
+            grad_query[...] = _project_backward(backend, query, score_params["W"],
+                                                grad_pool_query, grad_score_params["W"])
+        else:
+            grad_query[...] = grad_pool_query
+    grad_keys += grad_values
+    return grad_keys
+
+
+def mean_pool_weights(mask, dtype):
+    """Uniform weights over the real positions of each sequence.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (B, L), bool
+    dtype : float dtype
+
+    Returns
+    -------
+    weights : ndarray of shape (B, L)
+        ``1 / n_real`` at real positions, 0 on padding; all 0 for a sequence
+        without real positions.
+    """
+    counts = mask.sum(axis=1)
+    inverse = 1.0 / np.maximum(counts, 1)
+    return (mask * inverse[:, None]).astype(dtype)
+
+
+def mean_pool_forward(states, weights):
+    """Masked mean over positions.
+
+    Parameters
+    ----------
+    states : ndarray of shape (B, L, d)
+    weights : ndarray of shape (B, L)
+        From :func:`mean_pool_weights`.
+
+    Returns
+    -------
+    pooled : ndarray of shape (B, d)
+    """
+    return np.einsum("bl,bld->bd", weights, states)
+
+
+def mean_pool_backward(weights, grad_pooled):
+    """Backward pass of :func:`mean_pool_forward`.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (B, L)
+    grad_pooled : ndarray of shape (B, d)
+
+    Returns
+    -------
+    grad_states : ndarray of shape (B, L, d)
+    """
+    return weights[:, :, None] * grad_pooled[:, None, :]

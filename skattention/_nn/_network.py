@@ -1,0 +1,693 @@
+"""The attention network: configuration, parameters, forward and backward passes.
+
+The architecture is the pre-LayerNorm transformer encoder that PyTorch users
+write by hand, followed by a pooling layer and a linear head::
+
+    h = Dropout(Embed(X) + Positions)                  (B*L, d)
+    repeat n_layers times:
+        h = h + Dropout(MHA(LN1(h), mask))
+        h = h + Dropout(FFN(LN2(h)))                   FFN = Linear -> GELU -> Linear
+    h = LN_final(h)                                    (only when n_layers > 0)
+    z = Pool(h, mask)                                  attention (learned query) or mean
+    out = z W_head + b_head                            (B, n_outputs)
+
+Every residual add is fused into the layer norm that reads its result
+(``backend.layer_norm_forward(branch, residual, ...)``), so the residual
+stream is written once per sub-layer and its gradient flows back through the
+same kernel's ``grad_summed`` input.
+
+All parameters live in one flat buffer described by a :class:`ParamLayout`;
+the gradient is a flat buffer of the same layout.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._backend._cpu_layers import dropout_mask
+from ._layers import (
+    SCORES,
+    attention_pool_backward,
+    attention_pool_forward,
+    mean_pool_backward,
+    mean_pool_forward,
+    mean_pool_weights,
+    merge_heads,
+    score_param_shapes,
+    self_attention_backward,
+    self_attention_forward,
+    sinusoidal_positions,
+    split_heads,
+)
+from ._params import ParamLayout
+
+__all__ = ["NetworkConfig", "AttentionNetwork", "LAYER_NORM_EPS"]
+
+#: Layer-norm epsilon (torch's default).
+LAYER_NORM_EPS = 1e-5
+
+_INPUT_KINDS = ("values", "tokens")
+_POSITIONALS = ("sinusoidal", "learned", "none")
+_POOLINGS = ("attention", "mean")
+
+
+def _check_choice(name, value, options):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}; got {value!r}.")
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Hyperparameters that fix the architecture and the parameter layout.
+
+    Parameters
+    ----------
+    input_kind : {"values", "tokens"}, default="values"
+        ``"values"``: ``X`` of shape (N, L, F), embedded by a linear map.
+        ``"tokens"``: ``X`` of shape (N, L) of int ids in ``[0, V)``,
+        embedded by a table; id 0 is padding.
+    n_inputs : int, default=1
+        Features per step ``F`` (values) or vocabulary size ``V`` (tokens).
+    max_len : int, default=1
+        Longest sequence; sizes the learned position table (longer inputs
+        are refused with ``positional="learned"``).
+    d_model : int, default=32
+    n_heads : int, default=4
+        Must divide ``d_model``.
+    n_layers : int, default=1
+        Encoder layers; 0 pools the embedded inputs directly.
+    d_ff : int, default=64
+        Hidden width of the feed-forward block.
+    attention_score : {"dot", "scaled_dot", "general", "additive"}, default="scaled_dot"
+        Score of self-attention and of attention pooling. "general" adds a
+        ``(dh, dh)`` matrix per layer shared by the heads; "additive" a
+        ``(dh, A)`` pair and a ``(A,)`` vector with ``A = dh``.
+    positional : {"sinusoidal", "learned", "none"}, default="sinusoidal"
+    pooling : {"attention", "mean"}, default="attention"
+    dropout : float, default=0.0
+        Rate in ``[0, 1)`` after the embedding and after each sub-layer.
+    n_outputs : int, default=1
+    dtype : {numpy.float32, numpy.float64}, default=numpy.float32
+        Computation and parameter dtype (stored as a ``numpy.dtype``).
+
+    Raises
+    ------
+    ValueError
+        For any inconsistent or out-of-range value, including ``n_heads``
+        not dividing ``d_model``.
+    """
+
+    input_kind: str = "values"
+    n_inputs: int = 1
+    max_len: int = 1
+    d_model: int = 32
+    n_heads: int = 4
+    n_layers: int = 1
+    d_ff: int = 64
+    attention_score: str = "scaled_dot"
+    positional: str = "sinusoidal"
+    pooling: str = "attention"
+    dropout: float = 0.0
+    n_outputs: int = 1
+    dtype: object = np.float32
+
+    def __post_init__(self):
+        _check_choice("input_kind", self.input_kind, _INPUT_KINDS)
+        _check_choice("attention_score", self.attention_score, SCORES)
+        _check_choice("positional", self.positional, _POSITIONALS)
+        _check_choice("pooling", self.pooling, _POOLINGS)
+        for name in ("n_inputs", "max_len", "d_model", "n_heads", "d_ff", "n_outputs"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("n_layers", self.n_layers, 0)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"n_heads={self.n_heads} must divide d_model={self.d_model} "
+                f"(each head gets d_model / n_heads features).")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout!r}.")
+        dtype = np.dtype(self.dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64; got {dtype}.")
+        object.__setattr__(self, "dtype", dtype)
+
+    @property
+    def head_dim(self):
+        """Width of one head, ``d_model // n_heads``."""
+        return self.d_model // self.n_heads
+
+
+def build_layout(config):
+    """The parameter layout of a configuration.
+
+    Block names: ``embed.weight``/``embed.bias`` (values) or ``embed.table``
+    (tokens); ``pos.table`` (learned positions); per layer ``i``,
+    ``layers.i.{ln1,ln2}.{gamma,beta}``, ``layers.i.attn.qkv.{weight,bias}``
+    (fused ``(d, 3d)``, columns ordered q, k, v and heads within each),
+    ``layers.i.attn.score.*``, ``layers.i.attn.out.{weight,bias}``,
+    ``layers.i.ffn.{fc1,fc2}.{weight,bias}``; ``final_ln.{gamma,beta}``;
+    ``pool.query`` and ``pool.score.*`` (attention pooling);
+    ``head.{weight,bias}``. Weights are ``(In, Out)``: ``y = x W + b``.
+
+    Parameters
+    ----------
+    config : NetworkConfig
+
+    Returns
+    -------
+    layout : ParamLayout
+    """
+    d, dh, heads = config.d_model, config.head_dim, config.n_heads
+    layout = ParamLayout()
+    if config.input_kind == "values":
+        layout.add("embed.weight", (config.n_inputs, d), "glorot")
+        layout.add("embed.bias", (d,), "zeros")
+    else:
+        layout.add("embed.table", (config.n_inputs, d), "embedding")
+    if config.positional == "learned":
+        layout.add("pos.table", (config.max_len, d), "normal")
+    score_blocks = score_param_shapes(config.attention_score, dh)
+    for i in range(config.n_layers):
+        prefix = f"layers.{i}."
+        layout.add(prefix + "ln1.gamma", (d,), "ones")
+        layout.add(prefix + "ln1.beta", (d,), "zeros")
+        layout.add(prefix + "attn.qkv.weight", (d, 3 * d), "glorot")
+        layout.add(prefix + "attn.qkv.bias", (3 * d,), "zeros")
+        for suffix, shape in score_blocks:
+            layout.add(prefix + "attn.score." + suffix, shape, "glorot")
+        layout.add(prefix + "attn.out.weight", (d, d), "glorot")
+        layout.add(prefix + "attn.out.bias", (d,), "zeros")
+        layout.add(prefix + "ln2.gamma", (d,), "ones")
+        layout.add(prefix + "ln2.beta", (d,), "zeros")
+        layout.add(prefix + "ffn.fc1.weight", (d, config.d_ff), "glorot")
+        layout.add(prefix + "ffn.fc1.bias", (config.d_ff,), "zeros")
+        layout.add(prefix + "ffn.fc2.weight", (config.d_ff, d), "glorot")
+        layout.add(prefix + "ffn.fc2.bias", (d,), "zeros")
+    if config.n_layers > 0:
+        layout.add("final_ln.gamma", (d,), "ones")
+        layout.add("final_ln.beta", (d,), "zeros")
+    if config.pooling == "attention":
+        layout.add("pool.query", (heads, dh), "normal")
+        for suffix, shape in score_blocks:
+            layout.add("pool.score." + suffix, shape, "glorot")
+    layout.add("head.weight", (d, config.n_outputs), "glorot")
+    layout.add("head.bias", (config.n_outputs,), "zeros")
+    return layout
+
+
+def _score_views(views, prefix, score, head_dim):
+    """Views of one score function's blocks, keyed by suffix."""
+    return {suffix: views[prefix + suffix] for suffix, _ in score_param_shapes(score, head_dim)}
+
+
+class AttentionNetwork:
+    """A transformer-encoder sequence model on a compute backend.
+
+    Parameters
+    ----------
+    config : NetworkConfig
+    backend : CPUBackend
+        Provides the kernels (see :mod:`skattention._backend`).
+
+    Attributes
+    ----------
+    config : NetworkConfig
+    backend : CPUBackend
+    layout : ParamLayout
+        Names, shapes and offsets of the flat parameter buffer.
+
+    Notes
+    -----
+    ``mask`` arguments are ``(N, L)`` booleans, True at real steps. Inputs at
+    padded steps are ignored: they are replaced by zeros (values) or id 0
+    (tokens) before the embedding, padded keys are never attended and pooling
+    reads real steps only, so an output never depends on padding or on the
+    other members of its batch. A sequence without real steps pools to zero
+    (its output is the head's bias).
+    """
+
+    def __init__(self, config, backend):
+        if not isinstance(config, NetworkConfig):
+            raise TypeError(f"config must be a NetworkConfig; got {type(config).__name__}.")
+        self.config = config
+        self.backend = backend
+        self.layout = build_layout(config)
+        self._sinusoid = None
+
+    def __repr__(self):
+        return f"AttentionNetwork({self.config!r}, n_params={self.layout.size})"
+
+    # --------------------------------------------------------------- params
+
+    def init_params(self, random_state):
+        """A freshly initialised flat parameter buffer.
+
+        Glorot-uniform weight matrices, zero biases and layer-norm shifts,
+        unit layer-norm gains, normal(0, 0.02) embeddings, learned positions
+        and pooling queries (token id 0's row is zero).
+
+        Parameters
+        ----------
+        random_state : numpy.random.RandomState, numpy.random.Generator, int or None
+
+        Returns
+        -------
+        params : ndarray of shape (P,), of ``config.dtype``
+        """
+        return self.layout.init(random_state, self.config.dtype)
+
+    def _params(self, params):
+        params = np.ascontiguousarray(params, dtype=self.config.dtype)
+        if params.shape != (self.layout.size,):
+            raise ValueError(
+                f"params must have shape ({self.layout.size},) for this configuration; "
+                f"got {params.shape}.")
+        return params
+
+    # --------------------------------------------------------------- inputs
+
+    def _inputs(self, X, mask):
+        """Validate and cast ``X`` and ``mask`` once; zero the padded steps.
+
+        Returns
+        -------
+        inputs : ndarray
+            ``(N*L, F)`` values of ``config.dtype`` or ``(N, L)`` int64 ids.
+        mask : ndarray of shape (N, L), bool, C-contiguous
+        """
+        config = self.config
+        X = np.asarray(X)
+        mask = np.ascontiguousarray(mask, dtype=bool)
+        want = 3 if config.input_kind == "values" else 2
+        if X.ndim != want:
+            shape = "(N, L, F)" if want == 3 else "(N, L)"
+            raise ValueError(
+                f"X must have shape {shape} for input_kind={config.input_kind!r}; "
+                f"got an array of shape {X.shape}.")
+        if mask.shape != X.shape[:2]:
+            raise ValueError(f"mask must have shape {X.shape[:2]} (N, L); got {mask.shape}.")
+        length = X.shape[1]
+        if config.positional == "learned" and length > config.max_len:
+            raise ValueError(
+                f"sequences have {length} steps, more than max_len={config.max_len} "
+                f"(the size of the learned position table).")
+        if config.input_kind == "values":
+            if X.shape[2] != config.n_inputs:
+                raise ValueError(
+                    f"X has {X.shape[2]} features per step; the network expects "
+                    f"n_inputs={config.n_inputs}.")
+            values = np.array(X, dtype=config.dtype, order="C")  # the one cast (a copy)
+            values[~mask] = 0
+            return values.reshape(-1, X.shape[2]), mask
+        if X.dtype.kind not in "iu":
+            if X.dtype.kind not in "f" or not np.all(np.mod(X[mask], 1) == 0):
+                raise ValueError(f"token ids must be integers; got dtype {X.dtype}.")
+        ids = np.where(mask, X, 0).astype(np.int64)
+        if ids.size:
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= config.n_inputs:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"token id {bad} is out of range: ids must lie in [0, {config.n_inputs}) "
+                    f"for a vocabulary of n_inputs={config.n_inputs} (0 is padding).")
+        return np.ascontiguousarray(ids), mask
+
+    def _positions(self, views, length):
+        """The ``(L, d)`` position rows added to the embedding, or None."""
+        config = self.config
+        if config.positional == "learned":
+            return views["pos.table"][:length]
+        if config.positional == "sinusoidal":
+            if self._sinusoid is None or self._sinusoid.shape[0] < length:
+                rows = max(length, config.max_len)
+                self._sinusoid = sinusoidal_positions(rows, config.d_model).astype(config.dtype)
+            return self._sinusoid[:length]
+        return None
+
+    # --------------------------------------------------------------- forward
+
+    def _norm(self, views, name, branch, stream, keep, record):
+        """Fused residual add and layer norm: ``LN(branch + stream)``.
+
+        With ``branch`` None the stream itself is normalised. Returns the
+        normalised rows and the (new) stream; appends the backward pass's
+        inputs to ``record`` when ``keep``.
+        """
+        n, d = stream.shape
+        dtype = stream.dtype
+        out = np.empty((n, d), dtype=dtype)
+        mean = np.empty(n, dtype=dtype)
+        rstd = np.empty(n, dtype=dtype)
+        gamma, beta = views[name + ".gamma"], views[name + ".beta"]
+        if branch is None:
+            self.backend.layer_norm_forward(stream, None, gamma, beta, LAYER_NORM_EPS, out, None,
+                                            mean, rstd)
+        else:
+            summed = np.empty((n, d), dtype=dtype)
+            self.backend.layer_norm_forward(branch, stream, gamma, beta, LAYER_NORM_EPS, out,
+                                            summed, mean, rstd)
+            stream = summed
+        if keep:
+            record.append((name, stream, mean, rstd))
+        return out, stream
+
+    def _dropout(self, x, training, random_state, keep, record):
+        """Dropout in place when training; the mask goes to ``record``."""
+        rate = float(self.config.dropout)
+        mask = None
+        if training and rate > 0.0:
+            mask = dropout_mask(random_state, x.shape, rate, dtype=x.dtype)
+            self.backend.dropout_forward(x, mask, x)
+        if keep:
+            record.append(mask)
+
+    def _run(self, params, X, mask, training=False, random_state=None, keep=False,
+             store_weights=False, until="output"):
+        """The forward pass; see :meth:`forward`.
+
+        Parameters
+        ----------
+        keep : bool
+            Record what :meth:`backward` needs.
+        store_weights : bool
+            Materialise each self-attention layer's weights.
+        until : {"output", "pooled"}
+            Stop after pooling (:meth:`transform`).
+
+        Returns
+        -------
+        result : dict
+            ``output``, ``pooled``, ``pool_weights`` (B, H, L),
+            ``layer_weights`` (list), and ``cache`` when ``keep``.
+        """
+        config, backend = self.config, self.backend
+        params = self._params(params)
+        views = self.layout.views(params)
+        inputs, mask = self._inputs(X, mask)
+        batch, length = mask.shape
+        n_tokens = batch * length
+        d, heads, dtype = config.d_model, config.n_heads, config.dtype
+        score = config.attention_score
+        norms, drops, layers = [], [], []
+
+        # Embedding and positions.
+        stream = np.empty((n_tokens, d), dtype=dtype)
+        if config.input_kind == "values":
+            backend.linear_forward(inputs, views["embed.weight"], views["embed.bias"],
+                                   "identity", stream)
+        else:
+            backend.embedding_forward(inputs, views["embed.table"],
+                                      stream.reshape(batch, length, d))
+        positions = self._positions(views, length)
+        if positions is not None:
+            stream.reshape(batch, length, d)[...] += positions
+        self._dropout(stream, training, random_state, keep, drops)
+
+        # Encoder layers; ``branch`` is the sub-layer output not yet added to
+        # the stream (the next layer norm adds it).
+        branch = None
+        layer_weights = []
+        for i in range(config.n_layers):
+            prefix = f"layers.{i}."
+            saved = {}
+            normed, stream = self._norm(views, prefix + "ln1", branch, stream, keep, norms)
+            qkv = np.empty((n_tokens, 3 * d), dtype=dtype)
+            backend.linear_forward(normed, views[prefix + "attn.qkv.weight"],
+                                   views[prefix + "attn.qkv.bias"], "identity", qkv)
+            split = qkv.reshape(batch, length, 3, heads, config.head_dim)
+            q, k, v = (np.ascontiguousarray(split[:, :, j].transpose(0, 2, 1, 3))
+                       for j in range(3))
+            context, weights, attn_saved = self_attention_forward(
+                backend, score, q, k, v, mask,
+                _score_views(views, prefix + "attn.score.", score, config.head_dim),
+                store_weights, keep)
+            if store_weights:
+                layer_weights.append(weights)
+            merged = merge_heads(context)
+            attn_out = np.empty((n_tokens, d), dtype=dtype)
+            backend.linear_forward(merged, views[prefix + "attn.out.weight"],
+                                   views[prefix + "attn.out.bias"], "identity", attn_out)
+            self._dropout(attn_out, training, random_state, keep, drops)
+
+            normed2, stream = self._norm(views, prefix + "ln2", attn_out, stream, keep, norms)
+            hidden = np.empty((n_tokens, config.d_ff), dtype=dtype)
+            pre = np.empty_like(hidden) if keep else None
+            backend.linear_forward(normed2, views[prefix + "ffn.fc1.weight"],
+                                   views[prefix + "ffn.fc1.bias"], "gelu", hidden, pre)
+            ffn_out = np.empty((n_tokens, d), dtype=dtype)
+            backend.linear_forward(hidden, views[prefix + "ffn.fc2.weight"],
+                                   views[prefix + "ffn.fc2.bias"], "identity", ffn_out)
+            self._dropout(ffn_out, training, random_state, keep, drops)
+            branch = ffn_out
+            if keep:
+                saved.update(normed=normed, attn=attn_saved, merged=merged, normed2=normed2,
+                             hidden=hidden, pre=pre)
+                layers.append(saved)
+        if config.n_layers > 0:
+            states, stream = self._norm(views, "final_ln", branch, stream, keep, norms)
+        else:
+            states = stream
+
+        # Pooling over the real steps.
+        if config.pooling == "attention":
+            head_states = split_heads(states, batch, heads)
+            context, pool_weights, pool_saved = attention_pool_forward(
+                backend, score, head_states, views["pool.query"], mask,
+                _score_views(views, "pool.score.", score, config.head_dim), keep)
+            pooled = np.ascontiguousarray(context).reshape(batch, d)
+        else:
+            mean_weights = mean_pool_weights(mask, dtype)
+            pooled = np.ascontiguousarray(
+                mean_pool_forward(states.reshape(batch, length, d), mean_weights))
+            pool_weights = np.broadcast_to(mean_weights[:, None, :], (batch, heads, length))
+            pool_saved = mean_weights
+        result = dict(pooled=pooled, pool_weights=pool_weights, layer_weights=layer_weights)
+        if until == "pooled":
+            return result
+
+        output = np.empty((batch, config.n_outputs), dtype=dtype)
+        backend.linear_forward(pooled, views["head.weight"], views["head.bias"], "identity",
+                               output)
+        result["output"] = output
+        if keep:
+            result["cache"] = dict(
+                inputs=inputs, mask=mask, norms=norms, drops=drops,
+                layers=layers, pool=pool_saved, pooled=pooled, shape=(batch, length))
+        return result
+
+    def forward(self, params, X, mask, training=False, random_state=None):
+        """Forward pass that records what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        params : ndarray of shape (P,)
+        X : ndarray of shape (N, L, F) (values) or (N, L) (token ids)
+        mask : ndarray of shape (N, L), bool
+            True at real steps.
+        training : bool, default=False
+            Apply dropout (when ``config.dropout > 0``).
+        random_state : numpy.random.RandomState or numpy.random.Generator, optional
+            Source of the dropout masks (drawn only when training with
+            dropout): the same state gives the same masks.
+
+        Returns
+        -------
+        output : ndarray of shape (N, n_outputs)
+        cache : dict
+            Opaque; pass it to :meth:`backward`.
+        """
+        result = self._run(params, X, mask, training, random_state, keep=True)
+        return result["output"], result["cache"]
+
+    # -------------------------------------------------------------- backward
+
+    def _norm_backward(self, views, grads, record, grad_out, grad_stream):
+        """Backward of :meth:`_norm`; returns the gradient at its stream input.
+
+        ``grad_stream`` (the gradient reaching the normalised stream through
+        the residual path, or None) is added in the same kernel and may be
+        overwritten.
+        """
+        name, stream, mean, rstd = record
+        gamma = views[name + ".gamma"]
+        grad_x = grad_stream if grad_stream is not None else np.empty_like(grad_out)
+        self.backend.layer_norm_backward(grad_out, stream, mean, rstd, gamma, grad_x,
+                                         grads[name + ".gamma"], grads[name + ".beta"],
+                                         grad_stream)
+        return grad_x
+
+    def _dropout_backward(self, grad, mask):
+        """Gradient through a dropout; a new array unless no mask was drawn."""
+        if mask is None:
+            return grad
+        out = np.empty_like(grad)
+        self.backend.dropout_backward(grad, mask, out)
+        return out
+
+    def backward(self, params, cache, grad_output):
+        """Gradient of ``sum(output * grad_output)`` with respect to the parameters.
+
+        Parameters
+        ----------
+        params : ndarray of shape (P,)
+            The parameters of the forward pass.
+        cache : dict
+            From :meth:`forward`.
+        grad_output : ndarray of shape (N, n_outputs)
+
+        Returns
+        -------
+        grad : ndarray of shape (P,), of ``config.dtype``
+            Same layout as ``params``.
+        """
+        config, backend = self.config, self.backend
+        dtype = config.dtype
+        params = self._params(params)
+        views = self.layout.views(params)
+        grad = np.zeros(self.layout.size, dtype=dtype)
+        grads = self.layout.views(grad)
+        batch, length = cache["shape"]
+        mask = cache["mask"]
+        n_tokens, d, heads = batch * length, config.d_model, config.n_heads
+        score = config.attention_score
+        grad_output = np.ascontiguousarray(grad_output, dtype=dtype)
+        if grad_output.shape != (batch, config.n_outputs):
+            raise ValueError(
+                f"grad_output must have shape {(batch, config.n_outputs)}; "
+                f"got {grad_output.shape}.")
+
+        # Head and pooling.
+        grad_pooled = np.empty((batch, d), dtype=dtype)
+        backend.linear_backward(cache["pooled"], views["head.weight"], None, grad_output,
+                                "identity", grad_pooled, grads["head.weight"],
+                                grads["head.bias"])
+        if config.pooling == "attention":
+            grad_heads = attention_pool_backward(
+                backend, score, cache["pool"], views["pool.query"], mask,
+                _score_views(views, "pool.score.", score, config.head_dim),
+                grad_pooled.reshape(batch, heads, config.head_dim), grads["pool.query"],
+                _score_views(grads, "pool.score.", score, config.head_dim))
+            grad_states = merge_heads(grad_heads)
+        else:
+            grad_states = np.ascontiguousarray(
+                mean_pool_backward(cache["pool"], grad_pooled)).reshape(n_tokens, d)
+
+        # Encoder layers, last first. ``grad_stream`` is the gradient at the
+        # residual stream after the sub-layer being undone.
+        norms, drops = list(cache["norms"]), list(cache["drops"])
+        if config.n_layers > 0:
+            grad_stream = self._norm_backward(views, grads, norms.pop(), grad_states, None)
+        else:
+            grad_stream = grad_states
+        for i in reversed(range(config.n_layers)):
+            prefix = f"layers.{i}."
+            saved = cache["layers"][i]
+            # Feed-forward sub-layer.
+            grad_ffn = self._dropout_backward(grad_stream, drops.pop())
+            grad_hidden = np.empty_like(saved["hidden"])
+            backend.linear_backward(saved["hidden"], views[prefix + "ffn.fc2.weight"], None,
+                                    grad_ffn, "identity", grad_hidden,
+                                    grads[prefix + "ffn.fc2.weight"],
+                                    grads[prefix + "ffn.fc2.bias"])
+            grad_normed2 = np.empty((n_tokens, d), dtype=dtype)
+            backend.linear_backward(saved["normed2"], views[prefix + "ffn.fc1.weight"],
+                                    saved["pre"], grad_hidden, "gelu", grad_normed2,
+                                    grads[prefix + "ffn.fc1.weight"],
+                                    grads[prefix + "ffn.fc1.bias"], grad_hidden)
+            grad_stream = self._norm_backward(views, grads, norms.pop(), grad_normed2, grad_stream)
+            # Attention sub-layer.
+            grad_attn = self._dropout_backward(grad_stream, drops.pop())
+            grad_merged = np.empty((n_tokens, d), dtype=dtype)
+            backend.linear_backward(saved["merged"], views[prefix + "attn.out.weight"], None,
+                                    grad_attn, "identity", grad_merged,
+                                    grads[prefix + "attn.out.weight"],
+                                    grads[prefix + "attn.out.bias"])
+            grad_context = split_heads(grad_merged, batch, heads)
+            grad_q, grad_k, grad_v = self_attention_backward(
+                backend, score, saved["attn"], mask,
+                _score_views(views, prefix + "attn.score.", score, config.head_dim),
+                grad_context, _score_views(grads, prefix + "attn.score.", score, config.head_dim))
+            grad_qkv = np.empty((batch, length, 3, heads, config.head_dim), dtype=dtype)
+            for j, g in enumerate((grad_q, grad_k, grad_v)):
+                grad_qkv[:, :, j] = g.transpose(0, 2, 1, 3)
+            grad_normed = np.empty((n_tokens, d), dtype=dtype)
+            backend.linear_backward(saved["normed"], views[prefix + "attn.qkv.weight"], None,
+                                    grad_qkv.reshape(n_tokens, 3 * d), "identity", grad_normed,
+                                    grads[prefix + "attn.qkv.weight"],
+                                    grads[prefix + "attn.qkv.bias"])
+            grad_stream = self._norm_backward(views, grads, norms.pop(), grad_normed, grad_stream)
+
+        # Embedding dropout, positions and the embedding itself.
+        grad_embed = self._dropout_backward(grad_stream, drops.pop())
+        if config.positional == "learned":
+            grads["pos.table"][:length] = grad_embed.reshape(batch, length, d).sum(axis=0)
+        if config.input_kind == "values":
+            backend.linear_backward(cache["inputs"], views["embed.weight"], None, grad_embed,
+                                    "identity", None, grads["embed.weight"], grads["embed.bias"])
+        else:
+            backend.embedding_backward(cache["inputs"], grad_embed.reshape(batch, length, d),
+                                       grads["embed.table"])
+        return grad
+
+    # ------------------------------------------------------------- inference
+
+    def predict(self, params, X, mask):
+        """Network output without backward bookkeeping (no dropout).
+
+        Parameters
+        ----------
+        params : ndarray of shape (P,)
+        X : ndarray of shape (N, L, F) or (N, L)
+        mask : ndarray of shape (N, L), bool
+
+        Returns
+        -------
+        output : ndarray of shape (N, n_outputs)
+        """
+        return self._run(params, X, mask)["output"]
+
+    def transform(self, params, X, mask):
+        """The pooled representation that the head reads.
+
+        Parameters
+        ----------
+        params : ndarray of shape (P,)
+        X : ndarray of shape (N, L, F) or (N, L)
+        mask : ndarray of shape (N, L), bool
+
+        Returns
+        -------
+        pooled : ndarray of shape (N, d_model)
+        """
+        return self._run(params, X, mask, until="pooled")["pooled"]
+
+    def explain(self, params, X, mask, all_layers=False):
+        """Attention weights of a forward pass (no dropout).
+
+        Parameters
+        ----------
+        params : ndarray of shape (P,)
+        X : ndarray of shape (N, L, F) or (N, L)
+        mask : ndarray of shape (N, L), bool
+        all_layers : bool, default=False
+            Also return every self-attention layer's weights.
+
+        Returns
+        -------
+        pooling : ndarray of shape (N, H, L)
+            Pooling attention; for ``pooling="mean"`` the uniform weights
+            ``1 / n_real``. Rows sum to 1 over real steps and are exactly 0 on
+            padding (all 0 for a sequence without real steps).
+        layers : list of ndarray of shape (N, H, L, L)
+            Only with ``all_layers=True`` (then a tuple ``(pooling, layers)``
+            is returned): each layer's self-attention weights, rows over keys.
+        """
+        result = self._run(params, X, mask, store_weights=all_layers, until="pooled")
+        pooling = np.array(result["pool_weights"])
+        if not all_layers:
+            return pooling
+        return pooling, result["layer_weights"]

@@ -1,0 +1,425 @@
+"""The base class every attention estimator shares: parameters, input
+handling, the fit loop driver, transform and explain."""
+
+import numbers
+import warnings
+from abc import abstractmethod
+
+import numpy as np
+from joblib import effective_n_jobs
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from .._backend import get_backend, resolve_device
+from .._nn import AttentionNetwork, NetworkConfig
+from .._nn._training import Optimizer, run_epoch
+from .._validation import check_sequences, is_sequence_input
+
+__all__ = ["BaseAttentionEstimator"]
+
+_PREDICT_BATCH = 1024
+
+
+class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery of the attention estimators (not for direct use).
+
+    Subclasses define how targets are encoded, the loss and the validation
+    score; everything else (inputs, the network, training, transform and
+    explain) lives here. ``transform`` is defined on this class so that
+    scikit-learn's ``set_output`` wraps it.
+    """
+
+    _parameter_constraints = {
+        "d_model": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_layers": [Interval(numbers.Integral, 0, None, closed="left")],
+        "d_ff": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "attention_score": [StrOptions({"dot", "scaled_dot", "general", "additive"})],
+        "positional": [StrOptions({"sinusoidal", "learned", "none"})],
+        "pooling": [StrOptions({"attention", "mean"})],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "solver": [StrOptions({"adam", "adamw", "sgd"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "max_grad_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "n_jobs": [numbers.Integral, None],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "channels_first": ["boolean"],
+    }
+
+    def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
+                 attention_score="scaled_dot", positional="sinusoidal", pooling="attention",
+                 dropout=0.0, solver="adam", learning_rate_init=1e-3, batch_size="auto",
+                 max_iter=200, tol=1e-4, n_iter_no_change=10, early_stopping=False,
+                 validation_fraction=0.1, alpha=1e-4, shuffle=True, random_state=None,
+                 verbose=False, warm_start=False, max_grad_norm=None, n_jobs=None,
+                 device="auto", channels_first=False):
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.d_ff = d_ff
+        self.attention_score = attention_score
+        self.positional = positional
+        self.pooling = pooling
+        self.dropout = dropout
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.alpha = alpha
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.max_grad_norm = max_grad_norm
+        self.n_jobs = n_jobs
+        self.device = device
+        self.channels_first = channels_first
+
+    # ------------------------------------------------------------ subclass hooks
+
+    @abstractmethod
+    def _encode_targets(self, y, reset):
+        """Return (targets for the loss, n_outputs)."""
+
+    @abstractmethod
+    def _loss_function(self, backend):
+        """The backend loss kernel ``f(output, targets, sample_weight, grad) -> loss``."""
+
+    @abstractmethod
+    def _validation_score(self, output, targets):
+        """Score of network outputs on encoded targets (higher is better)."""
+
+    def _stratify(self, targets):
+        """Labels to stratify the early-stopping split on (None: no stratification)."""
+        return None
+
+    def _extra_sample_weight(self, y, sample_weight):
+        """Hook for class weights."""
+        return sample_weight
+
+    # ------------------------------------------------------------------- tags
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.input_tags.two_d_array = True
+        return tags
+
+    # ------------------------------------------------------------------ inputs
+
+    def _prepare_X(self, X, reset):
+        """Validate ``X`` and return ``(values (n, L, F) float32, mask (n, L))``."""
+        sequence = is_sequence_input(X)
+        if not reset:
+            fitted_kind = getattr(self, "_input_kind", None)
+            kind = "sequence" if sequence else "table"
+            if fitted_kind is not None and kind != fitted_kind:
+                if fitted_kind == "table":
+                    raise ValueError(
+                        f"{type(self).__name__} was fitted on 2D input (n_samples, "
+                        f"n_columns); got 3D or ragged sequences. Pass 2D data with "
+                        f"{self.n_features_in_} columns."
+                    )
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on 3D/ragged sequences with "
+                    f"{self.n_features_in_} features per step; got 2D input. Pass "
+                    "(n_samples, n_timesteps, n_features) arrays or a list of "
+                    "(n_timesteps, n_features) arrays."
+                )
+        if not sequence:
+            X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+            values = np.ascontiguousarray(X[:, :, None], dtype=np.float32)
+            mask = np.ones(X.shape, dtype=bool)
+            if reset:
+                self._input_kind = "table"
+            return values, mask
+        batch = check_sequences(X, channels_first=self.channels_first)
+        n_features = batch.values.shape[2]
+        if reset:
+            self.n_features_in_ = n_features
+            self._input_kind = "sequence"
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return batch.values, batch.mask
+
+    # ----------------------------------------------------------------- network
+
+    def _n_threads(self):
+        """Kernel threads: all of Numba's by default, ``n_jobs`` when given."""
+        if self.n_jobs is None:
+            return None
+        return max(1, effective_n_jobs(self.n_jobs))
+
+    def _backend(self):
+        return get_backend(self.device_, n_threads=self._n_threads())
+
+    def _network_config(self, values, n_outputs):
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}."
+            )
+        table = self._input_kind == "table"
+        return NetworkConfig(
+            input_kind="values",
+            n_inputs=values.shape[2],
+            max_len=values.shape[1],
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            n_layers=self.n_layers,
+            d_ff=self.d_ff if self.d_ff is not None else 2 * self.d_model,
+            attention_score=self.attention_score,
+            # Columns of a table are distinct tokens: each gets its own
+            # learned embedding, whatever the sequence setting says.
+            positional="learned" if table else self.positional,
+            pooling=self.pooling,
+            dropout=self.dropout,
+            n_outputs=n_outputs,
+            dtype=np.float32,
+        )
+
+    def _network(self, backend):
+        return AttentionNetwork(self._config, backend)
+
+    def _writeable_params(self):
+        # Read-only params (e.g. memory-mapped by joblib) would make Numba
+        # compile another specialisation of every kernel.
+        return np.require(self.params_, dtype=np.float32, requirements=["C", "W"])
+
+    # --------------------------------------------------------------------- fit
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        first = not (self.warm_start or incremental) or not hasattr(self, "params_")
+        if first:
+            self.device_ = resolve_device(self.device)
+        values, mask = self._prepare_X(X, reset=first)
+        if classes is not None:
+            self._partial_fit_classes = classes
+        targets, n_outputs = self._encode_targets(y, reset=first)
+        if targets.shape[0] != values.shape[0]:
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: "
+                f"[{values.shape[0]}, {targets.shape[0]}]"
+            )
+        sample_weight = _check_sample_weight(sample_weight, values[:, 0, 0],
+                                             dtype=np.float64, ensure_non_negative=True)
+        sample_weight = self._extra_sample_weight(y, sample_weight)
+        if not np.any(sample_weight > 0):
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+
+        backend = self._backend()
+        if first:
+            self._config = self._network_config(values, n_outputs)
+            rng = check_random_state(self.random_state)
+            network = self._network(backend)
+            self.params_ = network.init_params(rng)
+            self._rng = rng
+            self._optimizer_state = None
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.loss_curve_ = []
+            self.validation_scores_ = [] if self.early_stopping else None
+            self.best_loss_ = np.inf if not self.early_stopping else None
+            self.best_validation_score_ = -np.inf if self.early_stopping else None
+            self._no_improvement_count = 0
+        else:
+            if values.shape[1] > self._config.max_len and self._config.positional == "learned":
+                raise ValueError(
+                    f"X has sequences of length {values.shape[1]}, longer than the "
+                    f"{self._config.max_len} steps the learned positions were fitted on."
+                )
+            network = self._network(backend)
+        params = self._writeable_params()
+        optimizer = Optimizer(backend, self.solver, params.size, np.float32,
+                              self.learning_rate_init, self.alpha)
+        if self._optimizer_state is not None and self._optimizer_state[0] == self.solver:
+            optimizer.state = self._optimizer_state[1]
+            optimizer.n_steps = self._optimizer_state[2]
+
+        train = (values, mask, targets, sample_weight)
+        validation = None
+        if self.early_stopping and not incremental:
+            train, validation = self._split_validation(values, mask, targets, sample_weight)
+        n_train = train[0].shape[0]
+        batch_size = min(200, n_train) if self.batch_size == "auto" else min(
+            self.batch_size, n_train)
+        loss_fn = self._loss_function(backend)
+        max_epochs = 1 if incremental else self.max_iter
+        best_params = params.copy() if validation is not None else None
+        stopped_early = False
+        epoch = 0
+        try:
+            for epoch in range(1, max_epochs + 1):
+                result = run_epoch(network, optimizer, params, *train, loss_fn, batch_size,
+                                   self._rng, self.shuffle, self.max_grad_norm)
+                self.n_iter_ += 1
+                self.t_ += n_train
+                self.loss_curve_.append(result.loss)
+                if validation is not None:
+                    output = self._predict_output(network, params, validation[0],
+                                                  validation[1])
+                    score = self._validation_score(output, validation[2])
+                    self.validation_scores_.append(score)
+                    improved = score > self.best_validation_score_ + self.tol
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best_params[:] = params
+                else:
+                    improved = result.loss < self.best_loss_ - self.tol
+                    self.best_loss_ = min(self.best_loss_, result.loss)
+                self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+                if self.verbose:
+                    extra = (f", validation score = {self.validation_scores_[-1]:.6f}"
+                             if validation is not None else "")
+                    print(f"Iteration {self.n_iter_}, loss = {result.loss:.8f}{extra} "
+                          f"({result.seconds:.2f} s)")
+                if not incremental and self._no_improvement_count >= self.n_iter_no_change:
+                    stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by the user; keeping the parameters reached.",
+                          UserWarning)
+            stopped_early = True
+        finally:
+            if best_params is not None:
+                params[:] = best_params
+            self.params_ = params
+            self._optimizer_state = (self.solver, optimizer.state, optimizer.n_steps)
+        if not incremental and not stopped_early and epoch == self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        if not np.isfinite(self.params_).all():
+            raise FloatingPointError("Training produced non-finite parameters; lower "
+                                     "learning_rate_init or set max_grad_norm.")
+        self.attention_weights_ = self._pooling_attention(network, values, mask)
+        return self
+
+    def _split_validation(self, values, mask, targets, sample_weight):
+        from sklearn.model_selection import train_test_split
+
+        n = values.shape[0]
+        index = np.arange(n)
+        stratify = self._stratify(targets)
+        try:
+            train_idx, valid_idx = train_test_split(
+                index, test_size=self.validation_fraction, random_state=self._rng.randint(
+                    np.iinfo(np.int32).max), stratify=stratify)
+        except ValueError:
+            train_idx, valid_idx = train_test_split(
+                index, test_size=self.validation_fraction, random_state=0)
+        if valid_idx.size == 0 or train_idx.size == 0:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves an empty training or "
+                f"validation set for {n} samples."
+            )
+        take = lambda idx: (values[idx], mask[idx], targets[idx], sample_weight[idx])  # noqa: E731
+        return take(train_idx), take(valid_idx)
+
+    # ---------------------------------------------------------------- outputs
+
+    def _predict_output(self, network, params, values, mask):
+        outputs = [network.predict(params, values[i: i + _PREDICT_BATCH],
+                                   mask[i: i + _PREDICT_BATCH])
+                   for i in range(0, values.shape[0], _PREDICT_BATCH)]
+        return np.concatenate(outputs, axis=0)
+
+    def _forward_output(self, X):
+        """Network outputs for new data, batched; sets nothing on ``self``."""
+        check_is_fitted(self)
+        values, mask = self._prepare_X(X, reset=False)
+        network = self._network(self._backend())
+        return self._predict_output(network, self._writeable_params(), values, mask)
+
+    def _pooling_attention(self, network, values, mask):
+        chunks = []
+        for i in range(0, values.shape[0], _PREDICT_BATCH):
+            result = network.explain(self.params_, values[i: i + _PREDICT_BATCH],
+                                     mask[i: i + _PREDICT_BATCH])
+            pooling = result[0] if isinstance(result, tuple) else result
+            chunks.append(pooling.mean(axis=1))
+        return np.concatenate(chunks, axis=0).astype(np.float64)
+
+    def transform(self, X):
+        """Context vectors: the attention-pooled representation of each sequence.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_columns) or (n_samples, n_timesteps, \
+n_features), or list of arrays
+            Input, in the form used for ``fit``.
+
+        Returns
+        -------
+        context : ndarray of shape (n_samples, d_model)
+            The vector the output layer reads, float64.
+        """
+        check_is_fitted(self)
+        values, mask = self._prepare_X(X, reset=False)
+        network = self._network(self._backend())
+        params = self._writeable_params()
+        chunks = [network.transform(params, values[i: i + _PREDICT_BATCH],
+                                    mask[i: i + _PREDICT_BATCH])
+                  for i in range(0, values.shape[0], _PREDICT_BATCH)]
+        return np.concatenate(chunks, axis=0).astype(np.float64)
+
+    @property
+    def _n_features_out(self):
+        return self.d_model
+
+    def explain(self, X, all_layers=False):
+        """Where the model looked: the pooling attention over input positions.
+
+        Parameters
+        ----------
+        X : array-like
+            Input, in the form used for ``fit``.
+        all_layers : bool, default=False
+            Also return every self-attention layer's weights for every head.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples, n_timesteps)
+            Pooling attention averaged over heads; each row sums to 1 over
+            the real steps and is 0 on padding. With ``all_layers=True``, a
+            dict with ``"pooling"`` ``(n_samples, n_heads, n_timesteps)`` and
+            ``"layers"``, a list of ``(n_samples, n_heads, n_timesteps,
+            n_timesteps)`` arrays, one per layer.
+        """
+        check_is_fitted(self)
+        values, mask = self._prepare_X(X, reset=False)
+        network = self._network(self._backend())
+        params = self._writeable_params()
+        if not all_layers:
+            return self._pooling_attention(network, values, mask)
+        pooling, layers = network.explain(params, values, mask, all_layers=True)
+        return {"pooling": np.asarray(pooling, dtype=np.float64),
+                "layers": [np.asarray(w, dtype=np.float64) for w in layers]}

@@ -1,0 +1,248 @@
+"""AttentionClassifier: attention over numeric sequences or table columns."""
+
+import numpy as np
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ._base import BaseAttentionEstimator
+
+__all__ = ["AttentionClassifier"]
+
+
+class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
+    """Transformer-encoder classifier with attention pooling, for numeric sequences.
+
+    Each time step (or each column of a 2D table) is embedded, passed through
+    ``n_layers`` pre-LayerNorm self-attention layers, pooled by a learned
+    attention query per head and classified by a linear layer trained with
+    softmax cross-entropy.
+
+    Parameters
+    ----------
+    d_model : int, default=64
+        Width of the embeddings and hidden states.
+    n_heads : int, default=4
+        Attention heads; must divide ``d_model``.
+    n_layers : int, default=1
+        Self-attention layers; 0 pools the embedded inputs directly.
+    d_ff : int, default=None
+        Hidden width of the feed-forward blocks; None means ``2 * d_model``.
+    attention_score : {"dot", "scaled_dot", "general", "additive"}, default="scaled_dot"
+        Scoring function of the self-attention and the pooling attention.
+    positional : {"sinusoidal", "learned", "none"}, default="sinusoidal"
+        Position information for sequences. 2D input always gets a learned
+        embedding per column.
+    pooling : {"attention", "mean"}, default="attention"
+    dropout : float, default=0.0
+    solver : {"adam", "adamw", "sgd"}, default="adam"
+    learning_rate_init : float, default=1e-3
+    batch_size : int or "auto", default="auto"
+        ``min(200, n_samples)`` for "auto".
+    max_iter : int, default=200
+        Epochs.
+    tol : float, default=1e-4
+    n_iter_no_change : int, default=10
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified), stop when
+        its accuracy stops improving and keep the best parameters.
+    validation_fraction : float, default=0.1
+    alpha : float, default=1e-4
+        L2 penalty (decoupled weight decay for ``solver="adamw"``).
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+    verbose : bool, default=False
+    warm_start : bool, default=False
+    max_grad_norm : float, default=None
+        Clip the global gradient norm.
+    n_jobs : int, default=None
+        Threads for the kernels; None uses all of Numba's threads.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    channels_first : bool, default=False
+        Read 3D input as ``(n_samples, n_features, n_timesteps)`` (aeon/sktime).
+    class_weight : dict, "balanced" or None, default=None
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+        Columns of 2D input, or features per step of sequence input.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names of a fitted DataFrame.
+    params_ : ndarray of shape (n_params,)
+        All network parameters in one flat float32 buffer.
+    n_iter_ : int
+    loss_curve_ : list of float
+    validation_scores_ : list of float or None
+    best_loss_ : float or None
+    best_validation_score_ : float or None
+    device_ : str
+    attention_weights_ : ndarray of shape (n_samples, n_timesteps)
+        Pooling attention over the training samples at the end of fit.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from skattention import AttentionClassifier
+    >>> X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    >>> clf = AttentionClassifier(d_model=8, n_heads=2, max_iter=30, random_state=0)
+    >>> clf.fit(X, y).predict(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        **BaseAttentionEstimator._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
+                 attention_score="scaled_dot", positional="sinusoidal", pooling="attention",
+                 dropout=0.0, solver="adam", learning_rate_init=1e-3, batch_size="auto",
+                 max_iter=200, tol=1e-4, n_iter_no_change=10, early_stopping=False,
+                 validation_fraction=0.1, alpha=1e-4, shuffle=True, random_state=None,
+                 verbose=False, warm_start=False, max_grad_norm=None, n_jobs=None,
+                 device="auto", channels_first=False, class_weight=None):
+        super().__init__(
+            d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
+            attention_score=attention_score, positional=positional, pooling=pooling,
+            dropout=dropout, solver=solver, learning_rate_init=learning_rate_init,
+            batch_size=batch_size, max_iter=max_iter, tol=tol,
+            n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, alpha=alpha, shuffle=shuffle,
+            random_state=random_state, verbose=verbose, warm_start=warm_start,
+            max_grad_norm=max_grad_norm, n_jobs=n_jobs, device=device,
+            channels_first=channels_first)
+        self.class_weight = class_weight
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    def _encode_targets(self, y, reset):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             "y is None.")
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        classes = getattr(self, "_partial_fit_classes", None)
+        if reset:
+            self.classes_ = unique_labels(classes if classes is not None else y)
+            if classes is not None:
+                del self._partial_fit_classes
+            if self.classes_.size < 2:
+                raise ValueError(
+                    f"The number of classes has to be greater than one; got "
+                    f"{self.classes_.size} class."
+                )
+        unseen = np.setdiff1d(unique_labels(y), self.classes_)
+        if unseen.size:
+            raise ValueError(f"y contains classes not seen at the first fit: {unseen.tolist()}.")
+        encoder = LabelEncoder().fit(self.classes_)
+        return encoder.transform(y).astype(np.int64), self.classes_.size
+
+    def _extra_sample_weight(self, y, sample_weight):
+        if self.class_weight is None:
+            return sample_weight
+        return sample_weight * compute_sample_weight(self.class_weight, column_or_1d(y))
+
+    def _loss_function(self, backend):
+        return backend.softmax_cross_entropy
+
+    def _validation_score(self, output, targets):
+        return float(np.mean(np.argmax(output, axis=1) == targets))
+
+    def _stratify(self, targets):
+        return targets
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_columns) or (n_samples, n_timesteps, \
+n_features), or list of arrays of shape (n_timesteps_i, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : AttentionClassifier
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over ``(X, y)``, starting from the current parameters.
+
+        Parameters
+        ----------
+        X : array-like
+            As in :meth:`fit`.
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            All classes; required on the first call.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : AttentionClassifier
+        """
+        if not hasattr(self, "params_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        logits = self._forward_output(X).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        logits = self._forward_output(X).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+    def predict(self, X):
+        """Predicted classes.
+
+        Parameters
+        ----------
+        X : array-like
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self._forward_output(X), axis=1)]
