@@ -16,8 +16,17 @@ def test_attention_weights_example_runs():
 
 
 def test_cli_demo_runs_and_reports_timing():
-    result = subprocess.run([sys.executable, "-m", "skattention", "demo"], capture_output=True,
-                            text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "skattention", "demo", "--epochs", "15"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert "forward + backward" in result.stdout
-    assert "with 'the mat' padded:" in result.stdout
+    accuracy = float(result.stdout.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.8
+    assert "attention forward + backward" in result.stdout
+
+
+def test_cli_reports_errors_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "skattention", "demo", "--epochs", "0"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 1
+    assert result.stderr.startswith("skattention: error:")
+    assert "Traceback" not in result.stderr

@@ -126,6 +126,32 @@ def _gather_rows(src, idx, n, buffer):
 _ROW_MATH = {"reassoc", "nsz", "contract", "arcp"}
 
 
+@jit(fastmath={"reassoc", "nsz", "nnan", "ninf"})
+def _row_max(row, n):
+    """Maximum (up to rounding) of ``row[:n]``, ``n >= 1``, of finite values.
+
+    Written as arithmetic, ``m + (v - m) * (v > m)``, because LLVM vectorises
+    that reduction but not a compare-and-select or ``max()``; the result may
+    differ from the true maximum by rounding, which the softmax does not mind
+    (it is only the shift that keeps ``exp`` in range, and the log-sum-exp
+    records the shift actually used).
+
+    Parameters
+    ----------
+    row : ndarray of shape (>= n,)
+    n : int
+
+    Returns
+    -------
+    row_max : float
+    """
+    row_max = row[0]
+    for j in range(1, n):
+        value = row[j]
+        row_max = row_max + (value - row_max) * (value > row_max)
+    return row_max
+
+
 @jit(fastmath=_ROW_MATH)
 def _masked_softmax_rows(scores, counts, scale, log_sum_exp):
     """Row-wise softmax of ``scale * scores`` over the visible keys, in place.
@@ -155,10 +181,7 @@ def _masked_softmax_rows(scores, counts, scale, log_sum_exp):
             row[:] = zero
             log_sum_exp[i] = zero
             continue
-        row_max = row[0]
-        for j in range(1, visible):
-            value = row[j]
-            row_max = value if value > row_max else row_max
+        row_max = _row_max(row, visible)
         # Subtracting the row maximum keeps exp() <= 1, so logits of any
         # magnitude stay finite.
         shift = row_max * scale
