@@ -1,0 +1,369 @@
+"""Raw documents to padded sequences of token ids."""
+
+import itertools
+import numbers
+import warnings
+from collections import Counter
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, RealNotInt
+from sklearn.utils.validation import check_is_fitted
+
+from ._tokenize import check_documents, make_tokenizer
+
+__all__ = ["PAD_ID", "UNK_ID", "START_ID", "PAD_TOKEN", "UNK_TOKEN", "START_TOKEN",
+           "TextSequenceVectorizer"]
+
+#: Id of padding positions (never a real position).
+PAD_ID = 0
+#: Id of words that are not in the vocabulary.
+UNK_ID = 1
+#: Id of the start token that opens every sequence when ``add_start_token=True``.
+START_ID = 2
+PAD_TOKEN = "<pad>"
+UNK_TOKEN = "<unk>"
+START_TOKEN = "<start>"
+_N_SPECIAL = 3
+
+
+class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Turn raw documents into padded sequences of token ids.
+
+    The sequence counterpart of scikit-learn's ``CountVectorizer``: documents
+    are tokenised the same way (lower-casing, then a regular expression), the
+    vocabulary is pruned with the same ``min_df``/``max_df``/``max_features``
+    rules, but each document becomes a row of word ids in reading order rather
+    than a row of counts, ready for an attention model.
+
+    Parameters
+    ----------
+    lowercase : bool, default=True
+        Lower-case documents (:meth:`str.lower`) before tokenising.
+    token_pattern : str, default=r"(?u)\\b\\w+\\b"
+        Regular expression whose matches are the tokens; if it has one
+        capturing group, the group's text is the token (as in
+        ``CountVectorizer``). The default keeps one-character words, unlike
+        ``CountVectorizer``'s ``r"(?u)\\b\\w\\w+\\b"``: dropping "a", "I",
+        "2" or "u" is harmless for a bag of words but removes words from the
+        sequence an attention model reads (and "u"/"2"/"4" are common words in
+        SMS text). Pass ``r"(?u)\\b\\w\\w+\\b"`` for ``CountVectorizer``'s
+        tokens. Documents are normalised to Unicode NFC before matching;
+        punctuation, emoji, control characters and lone surrogates are
+        separators under the default pattern (see :meth:`tokenize`).
+    min_df : float in [0.0, 1.0] or int, default=1
+        Ignore words that occur in fewer documents than this: an int is a
+        count of documents, a float a proportion of the training documents.
+    max_df : float in [0.0, 1.0] or int, default=1.0
+        Ignore words that occur in more documents than this (int: count,
+        float: proportion), e.g. corpus-specific stop words.
+    max_features : int, default=None
+        Keep only the ``max_features`` most frequent words (total count over
+        the training documents) left after ``min_df``/``max_df``; ties are
+        broken by code-point order of the word. None keeps all.
+    max_len : int, default=256
+        Longest sequence returned, counting the start token. Longer documents
+        keep their first tokens; each :meth:`transform` call that cuts any
+        document emits one ``UserWarning`` saying how many were cut. None
+        never truncates. The vocabulary is always built from whole documents.
+    add_start_token : bool, default=True
+        Write ``START_ID`` at position 0 of every row. If False, an empty
+        document is encoded as a single ``UNK_ID`` so that every row still has
+        at least one real (non-padding) position.
+
+    Attributes
+    ----------
+    vocabulary_ : dict of str to int
+        Word to id (ids from 3, most frequent word first).
+    n_vocabulary_ : int
+        Number of ids, special ones included: ``max id + 1``; the size of an
+        embedding table for these sequences.
+
+    See Also
+    --------
+    sklearn.feature_extraction.text.CountVectorizer : bag-of-words counts.
+
+    Notes
+    -----
+    Ids:
+
+    * ``0`` (``PAD_ID``): padding after the end of a document.
+    * ``1`` (``UNK_ID``): a word not in the vocabulary.
+    * ``2`` (``START_ID``): a start token written at position 0 of every row
+      when ``add_start_token=True``. It gives every document, including an
+      empty one or one made only of unknown words, at least one real position,
+      so a model always has something to attend to and pool, and its
+      prediction is finite (for an empty document it is a learned "no
+      evidence" output rather than a division by zero).
+    * ``3, 4, ...``: vocabulary words, most frequent first (total count over
+      the training documents, ties broken by code-point order of the word), so
+      the ids are deterministic.
+
+    ``transform`` returns one array of ids; the mask of real positions is
+    ``ids != PAD_ID``. Rows are as long as the longest (possibly truncated)
+    document in the call, so two calls can return different widths.
+
+    Examples
+    --------
+    >>> from skattention.text import TextSequenceVectorizer
+    >>> vec = TextSequenceVectorizer().fit(["the cat sat", "the dog"])
+    >>> vec.transform(["the cat", "a bird", ""])
+    array([[2, 3, 4],
+           [2, 1, 1],
+           [2, 0, 0]])
+    >>> vec.inverse_transform([[2, 3, 1, 0]])
+    [['<start>', 'the', '<unk>']]
+    """
+
+    _parameter_constraints = {
+        "lowercase": ["boolean"],
+        "token_pattern": [str],
+        "min_df": [Interval(RealNotInt, 0, 1, closed="both"),
+                   Interval(numbers.Integral, 1, None, closed="left")],
+        "max_df": [Interval(RealNotInt, 0, 1, closed="both"),
+                   Interval(numbers.Integral, 1, None, closed="left")],
+        "max_features": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "max_len": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "add_start_token": ["boolean"],
+    }
+
+    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", min_df=1, max_df=1.0,
+                 max_features=None, max_len=256, add_start_token=True):
+        self.lowercase = lowercase
+        self.token_pattern = token_pattern
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.max_len = max_len
+        self.add_start_token = add_start_token
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    # ------------------------------------------------------------- tokenising
+
+    def tokenize(self, doc):
+        """Split one document into tokens (the words that get ids).
+
+        Lower-cases (if ``lowercase``), normalises to Unicode NFC, then returns
+        every match of ``token_pattern`` (the capturing group's text if it has
+        one). Works for any ``str``, including emoji, control characters and
+        lone surrogates, which the default pattern treats as separators.
+        Needs no fitting.
+
+        Parameters
+        ----------
+        doc : str
+
+        Returns
+        -------
+        tokens : list of str
+        """
+        self._validate_params()
+        if not isinstance(doc, str):
+            raise TypeError(f"doc must be a str, got {type(doc).__name__}"
+                            + ("; decode it first, e.g. doc.decode('utf-8')."
+                               if isinstance(doc, (bytes, bytearray)) else "."))
+        return self._tokenizer()(doc)
+
+    def _tokenizer(self):
+        return make_tokenizer(self.lowercase, self.token_pattern)
+
+    def _tokenize_all(self, X):
+        tokenize = self._tokenizer()
+        return [tokenize(doc) for doc in check_documents(X)]
+
+    # ------------------------------------------------------------- vocabulary
+
+    def _build_vocabulary(self, tokenized):
+        n_docs = len(tokenized)
+        term_counts = Counter()
+        doc_counts = Counter()
+        for tokens in tokenized:
+            term_counts.update(tokens)
+            doc_counts.update(set(tokens))
+        max_doc_count = (self.max_df if isinstance(self.max_df, numbers.Integral)
+                         else self.max_df * n_docs)
+        min_doc_count = (self.min_df if isinstance(self.min_df, numbers.Integral)
+                         else self.min_df * n_docs)
+        if max_doc_count < min_doc_count:
+            raise ValueError(f"max_df={self.max_df!r} corresponds to fewer documents "
+                             f"({max_doc_count:g}) than min_df={self.min_df!r} "
+                             f"({min_doc_count:g}) for {n_docs} documents.")
+        words = [w for w, c in doc_counts.items() if min_doc_count <= c <= max_doc_count]
+        words.sort(key=lambda w: (-term_counts[w], w))
+        if self.max_features is not None:
+            words = words[:self.max_features]
+        if not words:
+            warnings.warn("The vocabulary is empty (no token found, or all pruned by "
+                          "min_df/max_df): every word will be encoded as UNK.",
+                          UserWarning, stacklevel=4)
+        self.vocabulary_ = {w: i for i, w in enumerate(words, start=_N_SPECIAL)}
+        self.n_vocabulary_ = _N_SPECIAL + len(words)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the vocabulary of the documents.
+
+        Parameters
+        ----------
+        X : list of str, 1D ndarray of str, or pandas Series
+            Training documents.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : TextSequenceVectorizer
+        """
+        self._build_vocabulary(self._tokenize_all(X))
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """Learn the vocabulary and return the id sequences (tokenises once).
+
+        Parameters
+        ----------
+        X : list of str, 1D ndarray of str, or pandas Series
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        ids : ndarray of shape (n_documents, max_length), int64
+        """
+        tokenized = self._tokenize_all(X)
+        self._build_vocabulary(tokenized)
+        ids, _, n_cut = self._encode(tokenized, want_tokens=False)
+        self._warn_truncated(n_cut, len(tokenized))
+        return ids
+
+    # --------------------------------------------------------------- encoding
+
+    def _encode(self, tokenized, want_tokens):
+        vocab = self.vocabulary_
+        get = vocab.get
+        start = self.add_start_token
+        limit = None if self.max_len is None else self.max_len - int(start)
+        rows, token_rows, n_cut = [], [], 0
+        for tokens in tokenized:
+            if limit is not None and len(tokens) > limit:
+                tokens = tokens[:limit]
+                n_cut += 1
+            row = [get(t, UNK_ID) for t in tokens]
+            if start:
+                row.insert(0, START_ID)
+                if want_tokens:
+                    tokens = [START_TOKEN, *tokens]
+            elif not row:
+                row = [UNK_ID]
+                if want_tokens:
+                    tokens = [UNK_TOKEN]
+            rows.append(row)
+            if want_tokens:
+                token_rows.append(list(tokens))
+        lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
+        width = int(lengths.max())
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        ids[np.arange(width) < lengths[:, None]] = np.fromiter(
+            itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        return ids, token_rows, n_cut
+
+    def _warn_truncated(self, n_cut, n_docs):
+        if n_cut:
+            kept = self.max_len - int(self.add_start_token)
+            warnings.warn(f"{n_cut} of {n_docs} documents had more than max_len={self.max_len} "
+                          f"positions and were truncated to their first {kept} tokens"
+                          + (" (plus the start token)." if self.add_start_token else "."),
+                          UserWarning, stacklevel=4)
+
+    def transform(self, X):
+        """Encode documents as padded id sequences.
+
+        Parameters
+        ----------
+        X : list of str, 1D ndarray of str, or pandas Series
+
+        Returns
+        -------
+        ids : ndarray of shape (n_documents, max_length), int64
+            Row ``i`` holds document ``i``'s ids followed by ``PAD_ID``
+            (``0``); ``max_length`` is the longest row in this call (at least
+            1, at most ``max_len``). Unseen words are ``UNK_ID``.
+        """
+        ids, _ = self._transform(X, want_tokens=False)
+        return ids
+
+    def transform_with_tokens(self, X):
+        """Encode documents and also return the token text of every position.
+
+        Parameters
+        ----------
+        X : list of str, 1D ndarray of str, or pandas Series
+
+        Returns
+        -------
+        ids : ndarray of shape (n_documents, max_length), int64
+            As :meth:`transform`.
+        tokens : list of list of str
+            ``tokens[i][j]`` is the text at ``ids[i, j]`` for every real
+            position (``len(tokens[i]) == (ids[i] != 0).sum()``): ``"<start>"``
+            for the start token, and the word as written after lower-casing
+            for every other position, unknown words included (unlike
+            :meth:`inverse_transform`, which shows them as ``"<unk>"``).
+        """
+        return self._transform(X, want_tokens=True)
+
+    def _transform(self, X, want_tokens):
+        check_is_fitted(self, "vocabulary_")
+        self._validate_params()
+        tokenized = self._tokenize_all(X)
+        ids, token_rows, n_cut = self._encode(tokenized, want_tokens)
+        self._warn_truncated(n_cut, len(tokenized))
+        return ids, token_rows
+
+    def inverse_transform(self, X):
+        """Map id sequences back to tokens.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_documents, length) of int, or a list of 1D
+            int sequences of any lengths
+
+        Returns
+        -------
+        tokens : list of list of str
+            Padding is dropped; ``START_ID`` and ``UNK_ID`` are rendered as
+            ``"<start>"`` and ``"<unk>"``.
+        """
+        check_is_fitted(self, "vocabulary_")
+        if hasattr(X, "to_numpy"):
+            X = X.to_numpy()
+        if isinstance(X, np.ndarray) or not hasattr(X, "__len__"):
+            arr = np.asarray(X)
+            if arr.ndim != 2:
+                raise ValueError(f"expected a 2D array of ids, got shape {arr.shape}.")
+            rows = list(arr)
+        else:
+            rows = [np.asarray(row) for row in X]
+        n = self.n_vocabulary_
+        id_to_token = [PAD_TOKEN, UNK_TOKEN, START_TOKEN] + [UNK_TOKEN] * (n - _N_SPECIAL)
+        for word, j in self.vocabulary_.items():
+            id_to_token[j] = word
+        out = []
+        for i, row in enumerate(rows):
+            if row.ndim != 1:
+                raise ValueError(f"row {i} of ids has shape {row.shape}; expected 1D.")
+            if row.size and row.dtype.kind not in "iu":
+                raise TypeError(f"ids must be integers, got dtype {row.dtype} in row {i}.")
+            bad = (row < 0) | (row >= n)
+            if bad.any():
+                raise ValueError(f"row {i} holds id {row[bad][0]}, outside [0, {n}).")
+            out.append([id_to_token[j] for j in row.tolist() if j != PAD_ID])
+        return out

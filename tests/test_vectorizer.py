@@ -1,0 +1,325 @@
+"""TextSequenceVectorizer: vocabulary, encoding, input validation, sklearn API."""
+
+import pickle
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.utils.estimator_checks import (
+    check_do_not_raise_errors_in_init_or_set_params,
+    check_estimator_cloneable,
+    check_estimator_repr,
+    check_estimator_tags_renamed,
+    check_estimators_unfitted,
+    check_get_params_invariance,
+    check_mixin_order,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+    check_valid_tag_types,
+)
+from sklearn.exceptions import NotFittedError
+
+from skattention.text import PAD_ID, START_ID, UNK_ID, TextSequenceVectorizer
+
+DOCS = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "birds fly"]
+
+
+def _fit(docs=DOCS, **params):
+    return TextSequenceVectorizer(**params).fit(docs)
+
+
+# ------------------------------------------------------------------ vocabulary
+
+def test_vocabulary_ids_by_frequency_then_alphabetical():
+    vec = _fit()
+    # the: 3, a/cat/dog/sat: 2 each (alphabetical), then the singletons.
+    assert list(vec.vocabulary_) == ["the", "a", "cat", "dog", "sat",
+                                     "and", "birds", "fly", "mat", "on"]
+    assert list(vec.vocabulary_.values()) == list(range(3, 13))
+    assert vec.n_vocabulary_ == 13 == max(vec.vocabulary_.values()) + 1
+
+
+def test_min_df_and_max_df_counts_and_proportions():
+    assert set(_fit(min_df=2).vocabulary_) == {"the", "cat", "dog", "sat"}
+    assert set(_fit(min_df=0.5).vocabulary_) == {"the", "cat", "dog", "sat"}
+    # "the" is in 2 of 4 documents: max_df=1 (count) and 0.25 drop every word in 2+.
+    assert set(_fit(max_df=1).vocabulary_) == {"on", "mat", "and", "a", "birds", "fly"}
+    assert set(_fit(max_df=0.25).vocabulary_) == set(_fit(max_df=1).vocabulary_)
+    assert set(_fit(min_df=2, max_df=2).vocabulary_) == {"the", "cat", "dog", "sat"}
+
+
+def test_vocabulary_matches_count_vectorizer_with_its_token_pattern():
+    params = dict(token_pattern=r"(?u)\b\w\w+\b", min_df=2, max_df=0.9)
+    ours = _fit(**params)
+    theirs = CountVectorizer(**params).fit(DOCS)
+    assert set(ours.vocabulary_) == set(theirs.vocabulary_)
+
+
+def test_max_df_below_min_df_is_an_error():
+    with pytest.raises(ValueError, match="max_df=1 corresponds to fewer documents"):
+        _fit(min_df=2, max_df=1)
+
+
+def test_max_features_keeps_most_frequent_with_alphabetical_ties():
+    assert list(_fit(max_features=1).vocabulary_) == ["the"]
+    # a, cat, dog, sat tie at 2 occurrences: alphabetical order decides.
+    assert list(_fit(max_features=3).vocabulary_) == ["the", "a", "cat"]
+    # Ties do not depend on document order.
+    assert _fit(DOCS[::-1], max_features=3).vocabulary_ == _fit(max_features=3).vocabulary_
+
+
+def test_empty_vocabulary_warns_and_encodes_everything_as_unknown():
+    with pytest.warns(UserWarning, match="vocabulary is empty"):
+        vec = _fit(["", "!!! ..."])
+    assert vec.n_vocabulary_ == 3
+    np.testing.assert_array_equal(vec.transform(["hello world"]), [[START_ID, UNK_ID, UNK_ID]])
+
+
+# -------------------------------------------------------------------- encoding
+
+def test_transform_start_token_unknowns_and_padding():
+    vec = _fit()
+    ids = vec.transform(["The CAT sat", "zebra", "the"])
+    v = vec.vocabulary_
+    np.testing.assert_array_equal(ids, [[START_ID, v["the"], v["cat"], v["sat"]],
+                                        [START_ID, UNK_ID, PAD_ID, PAD_ID],
+                                        [START_ID, v["the"], PAD_ID, PAD_ID]])
+    assert ids.dtype == np.int64
+
+
+@pytest.mark.parametrize("doc", ["", "   ", "?!", "zebra", "ZEBRAS unicorns xylophones"])
+def test_empty_and_all_unknown_documents_keep_a_real_position(doc):
+    ids = _fit().transform([doc])
+    assert ids.shape[1] >= 1 and ids[0, 0] == START_ID
+    assert set(ids[0, 1:].tolist()) <= {UNK_ID, PAD_ID}
+    if not doc.strip("?! "):
+        assert ids.shape == (1, 1)
+
+
+def test_without_start_token():
+    vec = _fit(add_start_token=False)
+    ids = vec.transform(["the cat", ""])
+    np.testing.assert_array_equal(ids, [[3, vec.vocabulary_["cat"]], [UNK_ID, PAD_ID]])
+    assert vec.inverse_transform(ids) == [["the", "cat"], ["<unk>"]]
+
+
+def test_truncation_warns_once_per_call_with_the_count():
+    vec = _fit(max_len=3)
+    docs = ["the cat sat on the mat", "the dog", "a cat and a dog"]
+    with pytest.warns(UserWarning) as record:
+        ids = vec.transform(docs)
+    assert len(record) == 1
+    assert "2 of 3 documents had more than max_len=3" in str(record[0].message)
+    assert record[0].filename == __file__
+    v = vec.vocabulary_
+    np.testing.assert_array_equal(ids, [[START_ID, v["the"], v["cat"]],
+                                        [START_ID, v["the"], v["dog"]],
+                                        [START_ID, v["a"], v["cat"]]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vec.transform(["the dog"]).shape == (1, 3)
+        assert _fit(max_len=None).transform([" ".join(["cat"] * 1000)]).shape == (1, 1001)
+
+
+def test_truncation_without_start_token_and_fit_transform_warns():
+    with pytest.warns(UserWarning, match="2 of 4 documents .* first 3 tokens\\.$"):
+        ids = TextSequenceVectorizer(max_len=3, add_start_token=False).fit_transform(DOCS)
+    assert ids.shape == (4, 3)
+    # The vocabulary comes from whole documents.
+    assert "mat" in TextSequenceVectorizer(max_len=2).fit(DOCS).vocabulary_
+
+
+def test_fit_transform_equals_fit_then_transform():
+    np.testing.assert_array_equal(TextSequenceVectorizer().fit_transform(DOCS),
+                                  _fit().transform(DOCS))
+
+
+def test_transform_with_tokens_aligns_with_ids():
+    vec = _fit()
+    ids, tokens = vec.transform_with_tokens(["The zebra sat", ""])
+    assert tokens == [["<start>", "the", "zebra", "sat"], ["<start>"]]
+    assert [len(t) for t in tokens] == (ids != PAD_ID).sum(axis=1).tolist()
+    np.testing.assert_array_equal(ids, vec.transform(["The zebra sat", ""]))
+
+
+def test_inverse_transform_round_trip():
+    vec = _fit()
+    docs = ["the cat sat on the mat", "a zebra and a dog", ""]
+    back = vec.inverse_transform(vec.transform(docs))
+    expected = [["<start>"] + [w if w in vec.vocabulary_ else "<unk>" for w in vec.tokenize(d)]
+                for d in docs]
+    assert back == expected
+    assert vec.inverse_transform([[2, 3], [2]]) == [["<start>", "the"], ["<start>"]]
+    with pytest.raises(ValueError, match="outside \\[0, 13\\)"):
+        vec.inverse_transform([[2, 13]])
+    with pytest.raises(ValueError, match="outside"):
+        vec.inverse_transform(np.array([[-1]]))
+    with pytest.raises(TypeError, match="ids must be integers"):
+        vec.inverse_transform(np.array([[2.0, 3.0]]))
+    with pytest.raises(ValueError, match="expected a 2D array"):
+        vec.inverse_transform(np.array([2, 3]))
+
+
+def test_lowercase_false_and_custom_pattern_with_group():
+    vec = _fit(["Hello hello HELLO"], lowercase=False)
+    assert set(vec.vocabulary_) == {"Hello", "hello", "HELLO"}
+    vec = TextSequenceVectorizer(token_pattern=r"#(\w+)")
+    assert vec.tokenize("see #Sklearn and #numba!") == ["sklearn", "numba"]
+    with pytest.raises(ValueError, match="2 capturing groups"):
+        TextSequenceVectorizer(token_pattern=r"(a)(b)").fit(DOCS)
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        TextSequenceVectorizer(token_pattern="(").fit(DOCS)
+
+
+def test_tokenize_unicode_emoji_control_and_surrogates():
+    vec = TextSequenceVectorizer()
+    # Composed and decomposed accents give one token (NFC).
+    assert vec.tokenize("Café CAFE\u0301") == ["café", "café"]
+    assert vec.tokenize("naïve Straße ΣΊΣΥΦΟΣ 東京") == ["naïve", "straße", "σίσυφος", "東京"]
+    # Emoji, control characters, zero-width space and lone surrogates separate words.
+    assert vec.tokenize("hi😀there\x00a\x07b\u200bc\ud800d\udfffe") == \
+        ["hi", "there", "a", "b", "c", "d", "e"]
+    assert vec.tokenize("") == [] and vec.tokenize("😀 \t\n ") == []
+    with pytest.raises(TypeError, match="decode it first"):
+        vec.tokenize(b"bytes")
+    with pytest.raises(TypeError, match="must be a str"):
+        vec.tokenize(3)
+
+
+def test_surrogate_tokens_survive_pickle():
+    vec = TextSequenceVectorizer(token_pattern=r"\S+").fit(["a\ud800 b"])
+    assert "a\ud800" in vec.vocabulary_
+    again = pickle.loads(pickle.dumps(vec))
+    assert again.vocabulary_ == vec.vocabulary_
+
+
+# ---------------------------------------------------------------------- inputs
+
+@pytest.mark.parametrize("make", [
+    list, tuple, np.array, lambda d: np.array(d, dtype=object),
+    lambda d: pd.Series(d, index=[10, 20, 30, 40]), lambda d: pd.Series(d, dtype="string"),
+    lambda d: iter(d),
+], ids=["list", "tuple", "ndarray-str", "ndarray-object", "series", "series-string", "iter"])
+def test_accepted_containers_agree(make):
+    expected = _fit().transform(DOCS)
+    vec = TextSequenceVectorizer().fit(make(DOCS))
+    np.testing.assert_array_equal(vec.transform(make(DOCS)), expected)
+
+
+@pytest.mark.parametrize("X, error, message", [
+    (["ok", None], ValueError, "document 1 is None"),
+    (["ok", "fine", float("nan")], ValueError, "document 2 is NaN"),
+    (pd.Series(["ok", None], index=["a", "b"]), ValueError,
+     "document 1 \\(index label 'b'\\) is NaN"),
+    (pd.Series(["ok", pd.NA], dtype="string"), ValueError, "document 1 is NaN"),
+    (np.array(["ok", None], dtype=object), ValueError, "document 1 is None"),
+    (["ok", b"raw"], TypeError, "document 1 is bytes; decode it to str first"),
+    (np.array([b"raw"]), TypeError, "holds bytes .* decode"),
+    (["ok", 3], TypeError, "document 1 has type int; expected str"),
+    (np.array([1, 2]), TypeError, "must hold str documents"),
+    (np.array([["a", "b"]]), ValueError, "expected a 1D sequence of documents"),
+    (np.array("a"), ValueError, "expected a 1D sequence of documents"),
+    ([["a", "b"]], ValueError, "expected a 1D sequence of documents"),
+    (pd.DataFrame({"text": ["a"]}), ValueError, "expected a 1D sequence .* X\\['text'\\]"),
+    ([], ValueError, "contains no documents"),
+    (np.array([], dtype=str), ValueError, "contains no documents"),
+    ("a single doc", TypeError, "got a single str; wrap one document in a list"),
+    (b"a single doc", TypeError, "got a single bytes; decode it"),
+    (42, TypeError, "must be an iterable of documents"),
+], ids=lambda v: None)
+@pytest.mark.parametrize("method", ["fit", "transform", "fit_transform", "transform_with_tokens"])
+def test_bad_input_errors(X, error, message, method):
+    vec = TextSequenceVectorizer() if method.startswith("fit") else _fit()
+    with pytest.raises(error, match=message):
+        getattr(vec, method)(X)
+
+
+def test_unfitted_and_bad_params():
+    with pytest.raises(NotFittedError):
+        TextSequenceVectorizer().transform(DOCS)
+    with pytest.raises(NotFittedError):
+        TextSequenceVectorizer().inverse_transform([[2]])
+    for params in [dict(max_len=0), dict(min_df=1.5), dict(max_df=-1), dict(max_features=0),
+                   dict(token_pattern=None), dict(lowercase="yes")]:
+        name = next(iter(params))
+        with pytest.raises(ValueError, match=f"The '{name}' parameter"):
+            TextSequenceVectorizer(**params).fit(DOCS)
+    with pytest.raises(ValueError, match="The 'max_len' parameter"):
+        TextSequenceVectorizer(max_len=0).tokenize("x")
+
+
+# ------------------------------------------------------------- sklearn API
+
+def test_pickle_round_trip():
+    vec = _fit(max_features=5)
+    again = pickle.loads(pickle.dumps(vec))
+    assert again.vocabulary_ == vec.vocabulary_ and again.get_params() == vec.get_params()
+    np.testing.assert_array_equal(again.transform(DOCS), vec.transform(DOCS))
+
+
+def test_clone_and_get_params():
+    vec = _fit(min_df=2, max_len=10)
+    copy = clone(vec)
+    assert copy.get_params() == vec.get_params()
+    assert not hasattr(copy, "vocabulary_")
+    assert vec.set_params(max_len=5).max_len == 5
+    assert repr(TextSequenceVectorizer(max_len=8)) == "TextSequenceVectorizer(max_len=8)"
+
+
+def test_tags():
+    tags = TextSequenceVectorizer().__sklearn_tags__()
+    assert tags.input_tags.string and tags.input_tags.one_d_array
+    assert not tags.input_tags.two_d_array
+    assert tags.requires_fit
+
+
+@pytest.mark.parametrize("check", [
+    check_estimator_cloneable, check_estimator_repr, check_no_attributes_set_in_init,
+    check_estimators_unfitted, check_do_not_raise_errors_in_init_or_set_params,
+    check_mixin_order, check_parameters_default_constructible, check_get_params_invariance,
+    check_set_params, check_estimator_tags_renamed, check_valid_tag_types,
+], ids=lambda c: c.__name__)
+def test_sklearn_data_agnostic_checks(check):
+    check("TextSequenceVectorizer", TextSequenceVectorizer())
+
+
+def test_in_a_pipeline_with_a_column_transformer():
+    from sklearn.compose import ColumnTransformer
+
+    frame = pd.DataFrame({"text": DOCS, "other": range(4)})
+    ct = ColumnTransformer([("seq", TextSequenceVectorizer(), "text")])
+    out = ct.fit_transform(frame)
+    np.testing.assert_array_equal(out, _fit().transform(DOCS))
+
+
+# -------------------------------------------------------------------- fuzzing
+
+_fit_vec = TextSequenceVectorizer(max_len=8).fit(["the cat", "ünïcödé 😀 text", "a b c"])
+
+
+@given(st.lists(st.text(), min_size=1, max_size=5))
+def test_fuzz_arbitrary_text(docs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ids, tokens = _fit_vec.transform_with_tokens(docs)
+        fitted = TextSequenceVectorizer(max_len=4, min_df=1).fit(docs)
+        own = fitted.transform(docs)
+    for out, vec in [(ids, _fit_vec), (own, fitted)]:
+        assert out.dtype == np.int64 and out.shape[0] == len(docs)
+        assert 1 <= out.shape[1] <= vec.max_len
+        assert out.min() >= 0 and out.max() < vec.n_vocabulary_
+        np.testing.assert_array_equal(out[:, 0], START_ID)
+        # Padding only ever follows the real positions.
+        real = out != PAD_ID
+        assert (real == (np.arange(out.shape[1]) < real.sum(axis=1, keepdims=True))).all()
+    assert [len(t) for t in tokens] == (ids != PAD_ID).sum(axis=1).tolist()
+    # Known words of the fitted documents never map to UNK.
+    assert all(i != UNK_ID for row in own.tolist() for i in row)
+    assert all(re.fullmatch(r"\w+", w) for w in fitted.vocabulary_)
