@@ -5,9 +5,23 @@ nor matplotlib; kernels compile (or load from Numba's on-disk cache) on
 first use.
 """
 
-from . import functional
-from .estimators import AttentionClassifier, AttentionRegressor
+from . import datasets, functional, text
+from .estimators import (
+    AttentionClassifier,
+    AttentionRegressor,
+    TextAttentionClassifier,
+    TextAttentionRegressor,
+)
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["AttentionClassifier", "AttentionRegressor", "functional", "__version__"]
+__all__ = [
+    "AttentionClassifier",
+    "AttentionRegressor",
+    "TextAttentionClassifier",
+    "TextAttentionRegressor",
+    "datasets",
+    "functional",
+    "text",
+    "__version__",
+]

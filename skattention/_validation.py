@@ -4,7 +4,9 @@ Accepted forms (``n`` samples, ``T`` time steps, ``F`` features per step):
 
 * 3D arrays ``(n, T, F)``; unequal lengths as trailing steps that are all
   NaN (aeon's convention); ``channels_first=True`` reads ``(n, F, T)``.
-* ragged lists of 2D ``(T_i, F)`` or 1D ``(T_i,)`` arrays.
+* ragged lists of 2D ``(T_i, F)`` or 1D ``(T_i,)`` arrays; with
+  ``channels_first=True`` the 2D arrays are ``(F, T_i)`` (aeon's "np-list"),
+  so that ``list(X)`` always means the same as a 3D ``X``.
 * 2D arrays and DataFrames ``(n, d)``: a sequence of ``d`` scalar tokens,
   one per column (validated by the estimator with scikit-learn's
   ``validate_data``, so feature names and messages follow scikit-learn).
@@ -84,7 +86,8 @@ def check_sequences(X, *, channels_first=False, dtype=np.float32):
     X : ndarray of shape (n, T, F) or list of arrays of shape (T_i, F) or (T_i,)
         Sequences. In 3D arrays, trailing all-NaN steps are padding.
     channels_first : bool, default=False
-        Read 3D arrays as ``(n, F, T)``.
+        Read 3D arrays as ``(n, F, T)`` and the 2D arrays of a list as
+        ``(F, T_i)``.
     dtype : numpy dtype, default=np.float32
         dtype of the returned values.
 
@@ -140,6 +143,8 @@ def check_sequences(X, *, channels_first=False, dtype=np.float32):
         array = _check_numeric(sequence, f"sample {i} of X")
         if array.ndim == 1:
             array = array[:, None]
+        elif array.ndim == 2 and channels_first:
+            array = array.T
         if array.ndim != 2:
             raise ValueError(f"Sample {i} of X must be a 1D or 2D array (T_i, n_features), "
                              f"got shape {array.shape}.")

@@ -119,6 +119,10 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Hook for class weights."""
         return sample_weight
 
+    def _scale_targets(self, targets, sample_weight, reset):
+        """Hook for target standardisation, once the sample weights are known."""
+        return targets
+
     # ------------------------------------------------------------------- tags
 
     def __sklearn_tags__(self):
@@ -132,6 +136,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def _prepare_X(self, X, reset):
         """Validate ``X`` and return ``(values (n, L, F) float32, mask (n, L))``."""
         sequence = is_sequence_input(X)
+        if not reset and not sequence and self._reads_as_scalar_sequences(X):
+            sequence = True
         if not reset:
             fitted_kind = getattr(self, "_input_kind", None)
             kind = "sequence" if sequence else "table"
@@ -167,7 +173,36 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 f"X has {n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
+        if not reset:
+            self._check_length(batch.values.shape[1])
         return batch.values, batch.mask
+
+    def _check_length(self, length):
+        """Refuse sequences longer than the learned position table."""
+        config = getattr(self, "_config", None)
+        if config is not None and config.positional == "learned" and length > config.max_len:
+            raise ValueError(
+                f"X has sequences of length {length}, longer than the {config.max_len} "
+                "steps the learned positions were fitted on (positional='learned'); use "
+                "'sinusoidal' or 'none' for longer inputs."
+            )
+
+    def _reads_as_scalar_sequences(self, X):
+        """Whether a list that looks like a table is a batch of 1D sequences.
+
+        A list of equal-length 1D arrays is a table by scikit-learn's
+        convention, so at fit time it is one. A model fitted on sequences of
+        one feature per step reads it (a single sequence ``[x]`` included)
+        as sequences instead, so that predicting on a subset of a ragged list
+        of 1D arrays works whatever lengths the subset happens to have.
+        """
+        if getattr(self, "_input_kind", None) != "sequence":
+            return False
+        if not isinstance(X, (list, tuple)):
+            return False
+        if len(X) == 0:  # let check_sequences name the problem
+            return True
+        return self.n_features_in_ == 1 and all(np.ndim(x) == 1 for x in X)
 
     # ----------------------------------------------------------------- network
 
@@ -219,19 +254,24 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if first:
             self.device_ = resolve_device(self.device)
         values, mask = self._prepare_X(X, reset=first)
-        if classes is not None:
+        if first and classes is not None:
             self._partial_fit_classes = classes
-        targets, n_outputs = self._encode_targets(y, reset=first)
+        try:
+            targets, n_outputs = self._encode_targets(y, reset=first)
+        finally:
+            # Only the first call's classes count; never let them outlive it.
+            self.__dict__.pop("_partial_fit_classes", None)
         if targets.shape[0] != values.shape[0]:
             raise ValueError(
                 f"Found input variables with inconsistent numbers of samples: "
                 f"[{values.shape[0]}, {targets.shape[0]}]"
             )
-        sample_weight = _check_sample_weight(sample_weight, values[:, 0, 0],
+        sample_weight = _check_sample_weight(sample_weight, values[:, :1],
                                              dtype=np.float64, ensure_non_negative=True)
         sample_weight = self._extra_sample_weight(y, sample_weight)
         if not np.any(sample_weight > 0):
             raise ValueError("Sample weights must contain at least one non-zero number.")
+        targets = self._scale_targets(targets, sample_weight, reset=first)
 
         backend = self._backend()
         if first:
@@ -249,11 +289,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             self.best_validation_score_ = -np.inf if self.early_stopping else None
             self._no_improvement_count = 0
         else:
-            if values.shape[1] > self._config.max_len and self._config.positional == "learned":
-                raise ValueError(
-                    f"X has sequences of length {values.shape[1]}, longer than the "
-                    f"{self._config.max_len} steps the learned positions were fitted on."
-                )
+            self._check_length(values.shape[1])
             network = self._network(backend)
         params = self._writeable_params()
         optimizer = Optimizer(backend, self.solver, params.size, np.float32,
@@ -266,6 +302,13 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         validation = None
         if self.early_stopping and not incremental:
             train, validation = self._split_validation(values, mask, targets, sample_weight)
+        # warm_start may switch early_stopping between fits, and partial_fit
+        # never holds data out: start whichever record this fit keeps.
+        if validation is not None and self.validation_scores_ is None:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+        if validation is None and self.best_loss_ is None:
+            self.best_loss_ = np.inf
         n_train = train[0].shape[0]
         batch_size = min(200, n_train) if self.batch_size == "auto" else min(
             self.batch_size, n_train)
@@ -320,7 +363,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if not np.isfinite(self.params_).all():
             raise FloatingPointError("Training produced non-finite parameters; lower "
                                      "learning_rate_init or set max_grad_norm.")
-        self.attention_weights_ = self._pooling_attention(network, values, mask)
+        self.attention_weights_ = self._pooling_attention(network, params, values, mask)
         return self
 
     def _split_validation(self, values, mask, targets, sample_weight):
@@ -359,10 +402,10 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         network = self._network(self._backend())
         return self._predict_output(network, self._writeable_params(), values, mask)
 
-    def _pooling_attention(self, network, values, mask):
+    def _pooling_attention(self, network, params, values, mask):
         chunks = []
         for i in range(0, values.shape[0], _PREDICT_BATCH):
-            result = network.explain(self.params_, values[i: i + _PREDICT_BATCH],
+            result = network.explain(params, values[i: i + _PREDICT_BATCH],
                                      mask[i: i + _PREDICT_BATCH])
             pooling = result[0] if isinstance(result, tuple) else result
             chunks.append(pooling.mean(axis=1))
@@ -412,14 +455,20 @@ n_features), or list of arrays
             the real steps and is 0 on padding. With ``all_layers=True``, a
             dict with ``"pooling"`` ``(n_samples, n_heads, n_timesteps)`` and
             ``"layers"``, a list of ``(n_samples, n_heads, n_timesteps,
-            n_timesteps)`` arrays, one per layer.
+            n_timesteps)`` arrays (query, key), one per layer: rows of real
+            queries sum to 1 over the real keys, and every weight from or to
+            a padded step is 0.
         """
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
         network = self._network(self._backend())
         params = self._writeable_params()
         if not all_layers:
-            return self._pooling_attention(network, values, mask)
+            return self._pooling_attention(network, params, values, mask)
         pooling, layers = network.explain(params, values, mask, all_layers=True)
+        # Padded query rows hold whatever the kernel computed for a query
+        # nobody reads; report them as 0 like every other padded weight.
+        real = mask[:, None, :, None] & mask[:, None, None, :]
         return {"pooling": np.asarray(pooling, dtype=np.float64),
-                "layers": [np.asarray(w, dtype=np.float64) for w in layers]}
+                "layers": [np.where(real, np.asarray(w, dtype=np.float64), 0.0)
+                           for w in layers]}

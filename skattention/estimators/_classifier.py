@@ -131,8 +131,6 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
         classes = getattr(self, "_partial_fit_classes", None)
         if reset:
             self.classes_ = unique_labels(classes if classes is not None else y)
-            if classes is not None:
-                del self._partial_fit_classes
             if self.classes_.size < 2:
                 raise ValueError(
                     f"The number of classes has to be greater than one; got "
@@ -196,6 +194,9 @@ n_features), or list of arrays of shape (n_timesteps_i, n_features)
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
             return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        if classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"classes={unique_labels(classes).tolist()} is not the same as "
+                             f"on the first call to partial_fit: {self.classes_.tolist()}.")
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict_proba(self, X):

@@ -62,14 +62,20 @@ best_loss_, best_validation_score_, device_, attention_weights_ :
         if reset:
             self._y_single = y.ndim == 1
             self.n_outputs_ = y2.shape[1]
-            self._y_mean = y2.mean(axis=0)
-            scale = y2.std(axis=0)
-            self._y_scale = np.where(scale > 0, scale, 1.0)
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} outputs, but {type(self).__name__} was "
                              f"fitted with {self.n_outputs_}.")
-        targets = ((y2 - self._y_mean) / self._y_scale).astype(np.float32)
-        return np.ascontiguousarray(targets), self.n_outputs_
+        return y2, self.n_outputs_
+
+    def _scale_targets(self, targets, sample_weight, reset):
+        if reset:
+            # Weighted, so that a zero weight is the same as leaving a sample out.
+            self._y_mean = np.average(targets, axis=0, weights=sample_weight)
+            scale = np.sqrt(np.average((targets - self._y_mean) ** 2, axis=0,
+                                       weights=sample_weight))
+            self._y_scale = np.where(scale > 0, scale, 1.0)
+        scaled = ((targets - self._y_mean) / self._y_scale).astype(np.float32)
+        return np.ascontiguousarray(scaled)
 
     def _loss_function(self, backend):
         return backend.squared_error

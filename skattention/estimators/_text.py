@@ -1,0 +1,350 @@
+"""Text variants of the attention estimators: raw strings in, tokens attended."""
+
+import html
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .._nn import NetworkConfig
+from ..text import START_ID, START_TOKEN, UNK_ID, UNK_TOKEN, TextSequenceVectorizer
+from ._classifier import AttentionClassifier
+from ._regressor import AttentionRegressor
+
+__all__ = ["TextAttentionClassifier", "TextAttentionRegressor", "TextExplanation"]
+
+_VECTORIZER_PARAMS = ("lowercase", "token_pattern", "min_df", "max_df", "max_features",
+                      "max_len")
+
+
+class TextExplanation:
+    """Tokens of each document with the attention they received.
+
+    Parameters
+    ----------
+    tokens : list of list of str
+        Tokens of each document as the model saw them (after truncation,
+        with the start token first).
+    weights : list of ndarray
+        Pooling attention per token, averaged over heads; each sums to 1.
+    index : sequence, default=None
+        Labels of the documents (a pandas Series' index is kept).
+    """
+
+    def __init__(self, tokens, weights, index=None):
+        self.tokens = tokens
+        self.weights = weights
+        self.index = list(range(len(tokens))) if index is None else list(index)
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def __getitem__(self, i):
+        return list(zip(self.tokens[i], (float(w) for w in self.weights[i])))
+
+    def __repr__(self):
+        return f"TextExplanation(n_documents={len(self)})"
+
+    def to_frame(self):
+        """One row per (document, token).
+
+        Returns
+        -------
+        frame : pandas.DataFrame
+            Columns ``document``, ``position``, ``token``, ``weight``.
+        """
+        rows = [(doc, pos, token, float(weight))
+                for doc, tokens, weights in zip(self.index, self.tokens, self.weights)
+                for pos, (token, weight) in enumerate(zip(tokens, weights))]
+        return pd.DataFrame(rows, columns=["document", "position", "token", "weight"])
+
+    def to_html(self):
+        """Each document with every token highlighted by its attention weight.
+
+        Returns
+        -------
+        html : str
+            A self-contained HTML fragment; the strongest token of each
+            document is fully coloured, the others in proportion.
+        """
+        parts = ['<div class="skattention-explanation">']
+        for doc, tokens, weights in zip(self.index, self.tokens, self.weights):
+            top = float(np.max(weights)) if len(weights) else 1.0
+            spans = []
+            for token, weight in zip(tokens, weights):
+                alpha = float(weight) / top if top > 0 else 0.0
+                spans.append(
+                    f'<span title="{float(weight):.4f}" style="background-color: '
+                    f'rgba(220, 50, 32, {alpha:.3f}); padding: 0 2px; border-radius: 3px">'
+                    f"{html.escape(token)}</span>")
+            parts.append(f'<p><b>{html.escape(str(doc))}</b>: {" ".join(spans)}</p>')
+        parts.append("</div>")
+        return "\n".join(parts)
+
+
+class _TextInputMixin:
+    """Raw documents in: a fitted ``TextSequenceVectorizer`` turns them into token ids.
+
+    The text classes set their parameters in their own ``__init__`` (the
+    numeric classes' ``channels_first`` does not apply to text).
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = False
+        return tags
+
+    def _make_vectorizer(self):
+        return TextSequenceVectorizer(**{name: getattr(self, name)
+                                         for name in _VECTORIZER_PARAMS})
+
+    def _prepare_X(self, X, reset):
+        if reset:
+            self.vectorizer_ = self._make_vectorizer().fit(X)
+            self._input_kind = "text"
+        ids = self.vectorizer_.transform(X)
+        return np.ascontiguousarray(ids, dtype=np.int64), ids != 0
+
+    def _network_config(self, ids, n_outputs):
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}."
+            )
+        return NetworkConfig(
+            input_kind="tokens", n_inputs=self.vectorizer_.n_vocabulary_,
+            max_len=max(self.max_len, ids.shape[1]), d_model=self.d_model,
+            n_heads=self.n_heads, n_layers=self.n_layers,
+            d_ff=self.d_ff if self.d_ff is not None else 2 * self.d_model,
+            attention_score=self.attention_score, positional=self.positional,
+            pooling=self.pooling, dropout=self.dropout, n_outputs=n_outputs,
+            dtype=np.float32)
+
+    def explain(self, X):
+        """Each document's tokens with the pooling attention they received.
+
+        Parameters
+        ----------
+        X : list of str, 1D array of str or pandas Series
+            Documents.
+
+        Returns
+        -------
+        explanation : TextExplanation
+            ``explanation[i]`` lists ``(token, weight)`` pairs of document
+            ``i``; ``.to_frame()`` and ``.to_html()`` render all of them.
+        """
+        check_is_fitted(self)
+        weights = super().explain(X)
+        ids, tokens = self.vectorizer_.transform_with_tokens(X)
+        per_doc = [weights[i, : len(tokens[i])] for i in range(len(tokens))]
+        index = X.index if isinstance(X, pd.Series) else None
+        return TextExplanation(tokens, per_doc, index)
+
+    def _token_importances(self, X, groups):
+        """Mean attention mass per vocabulary token over documents, per group."""
+        ids = self.vectorizer_.transform(X)
+        weights = self.attention_weights_[:, : ids.shape[1]]
+        inverse = {index: token for token, index in self.vectorizer_.vocabulary_.items()}
+        inverse.update({UNK_ID: UNK_TOKEN, START_ID: START_TOKEN})
+        names = [inverse.get(i, "") for i in range(self.vectorizer_.n_vocabulary_)]
+        columns = {}
+        for label, selected in groups:
+            mass = np.bincount(ids[selected].ravel(), weights=weights[selected].ravel(),
+                               minlength=self.vectorizer_.n_vocabulary_)
+            columns[label] = mass / max(int(selected.sum()), 1)
+        frame = pd.DataFrame(columns, index=pd.Index(names, name="token"))
+        # Padding (id 0) is never attended.
+        return frame.iloc[1:]
+
+
+def _text_params(kwargs):
+    return {name: kwargs.pop(name) for name in _VECTORIZER_PARAMS}
+
+
+class TextAttentionClassifier(_TextInputMixin, AttentionClassifier):
+    """Attention classifier on raw text.
+
+    Documents are tokenized by a :class:`~skattention.text.TextSequenceVectorizer`
+    (fitted with the model), embedded token by token, passed through the
+    self-attention layers and pooled by learned attention queries, so the
+    pooling weights say which words decided the prediction.
+
+    Parameters
+    ----------
+    lowercase, token_pattern, min_df, max_df, max_features, max_len :
+        Passed to :class:`~skattention.text.TextSequenceVectorizer`.
+    **model parameters :
+        Every parameter of :class:`~skattention.AttentionClassifier`.
+
+    Attributes
+    ----------
+    vectorizer_ : TextSequenceVectorizer
+    token_importances_ : pandas.DataFrame of shape (n_vocabulary, n_classes)
+        Mean attention mass each vocabulary token receives over the
+        training documents of each class.
+    attention_weights_ : ndarray of shape (n_documents, max_tokens)
+    classes_, params_, n_iter_, loss_curve_, device_ :
+        As in :class:`~skattention.AttentionClassifier`.
+    """
+
+    _parameter_constraints = {
+        **AttentionClassifier._parameter_constraints,
+        "lowercase": ["boolean"],
+        "token_pattern": [str],
+        "min_df": [Interval(numbers.Integral, 1, None, closed="left"),
+                   Interval(numbers.Real, 0, 1, closed="both")],
+        "max_df": [Interval(numbers.Integral, 1, None, closed="left"),
+                   Interval(numbers.Real, 0, 1, closed="both")],
+        "max_features": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "max_len": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", min_df=1, max_df=1.0,
+                 max_features=None, max_len=256, d_model=64, n_heads=4, n_layers=1,
+                 d_ff=None, attention_score="scaled_dot", positional="sinusoidal",
+                 pooling="attention", dropout=0.0, solver="adam", learning_rate_init=1e-3,
+                 batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
+                 early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
+                 random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
+                 n_jobs=None, device="auto", class_weight=None):
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.d_ff = d_ff
+        self.attention_score = attention_score
+        self.positional = positional
+        self.pooling = pooling
+        self.dropout = dropout
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.alpha = alpha
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.max_grad_norm = max_grad_norm
+        self.n_jobs = n_jobs
+        self.device = device
+        self.class_weight = class_weight
+        self.lowercase = lowercase
+        self.token_pattern = token_pattern
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.max_len = max_len
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the vectorizer and the model on documents.
+
+        Parameters
+        ----------
+        X : list of str, 1D array of str or pandas Series of shape (n_documents,)
+        y : array-like of shape (n_documents,)
+        sample_weight : array-like of shape (n_documents,), default=None
+
+        Returns
+        -------
+        self : TextAttentionClassifier
+        """
+        self._fit(X, y, sample_weight, incremental=False)
+        labels = np.asarray(y)
+        self.token_importances_ = self._token_importances(
+            X, [(label, labels == label) for label in self.classes_])
+        return self
+
+
+class TextAttentionRegressor(_TextInputMixin, AttentionRegressor):
+    """Attention regressor on raw text.
+
+    Parameters
+    ----------
+    lowercase, token_pattern, min_df, max_df, max_features, max_len :
+        Passed to :class:`~skattention.text.TextSequenceVectorizer`.
+    **model parameters :
+        Every parameter of :class:`~skattention.AttentionRegressor`.
+
+    Attributes
+    ----------
+    vectorizer_ : TextSequenceVectorizer
+    token_importances_ : pandas.Series of shape (n_vocabulary,)
+        Mean attention mass each vocabulary token receives over the
+        training documents.
+    """
+
+    _parameter_constraints = {
+        **AttentionRegressor._parameter_constraints,
+        **{name: TextAttentionClassifier._parameter_constraints[name]
+           for name in _VECTORIZER_PARAMS},
+    }
+
+    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", min_df=1, max_df=1.0,
+                 max_features=None, max_len=256, d_model=64, n_heads=4, n_layers=1,
+                 d_ff=None, attention_score="scaled_dot", positional="sinusoidal",
+                 pooling="attention", dropout=0.0, solver="adam", learning_rate_init=1e-3,
+                 batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
+                 early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
+                 random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
+                 n_jobs=None, device="auto"):
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.d_ff = d_ff
+        self.attention_score = attention_score
+        self.positional = positional
+        self.pooling = pooling
+        self.dropout = dropout
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.alpha = alpha
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.max_grad_norm = max_grad_norm
+        self.n_jobs = n_jobs
+        self.device = device
+        self.lowercase = lowercase
+        self.token_pattern = token_pattern
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.max_len = max_len
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the vectorizer and the model on documents.
+
+        Parameters
+        ----------
+        X : list of str, 1D array of str or pandas Series of shape (n_documents,)
+        y : array-like of shape (n_documents,) or (n_documents, n_outputs)
+        sample_weight : array-like of shape (n_documents,), default=None
+
+        Returns
+        -------
+        self : TextAttentionRegressor
+        """
+        self._fit(X, y, sample_weight, incremental=False)
+        n = len(self.attention_weights_)
+        self.token_importances_ = self._token_importances(
+            X, [("importance", np.ones(n, dtype=bool))])["importance"]
+        return self

@@ -1,0 +1,175 @@
+"""TextAttentionClassifier / TextAttentionRegressor: raw text in, sklearn behaviour out."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import estimator_checks as ec
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import validate_data
+
+from skattention import TextAttentionClassifier, TextAttentionRegressor
+from skattention.datasets import load_sms_spam
+
+FAST = dict(d_model=8, n_heads=2, d_ff=16, max_iter=30, batch_size=32,
+            learning_rate_init=1e-2, random_state=0, n_jobs=1)
+
+POSITIVE = ["good great fine", "great movie", "fine good fun", "fun great", "good fun"]
+NEGATIVE = ["bad awful boring", "awful movie", "boring bad dull", "dull awful", "bad dull"]
+DOCS = POSITIVE * 4 + NEGATIVE * 4
+LABELS = np.array([1] * 20 + [0] * 20)
+
+
+def _numeric_rows_to_documents(X):
+    """Each row becomes a document of one token per column: 'f{column}_{value bin}'."""
+    bins = np.clip(np.floor(X * 2).astype(int), -8, 8)
+    return [" ".join(f"f{j}_{b}" for j, b in enumerate(row)) for row in bins]
+
+
+class _NumericAdapterMixin:
+    """Test-only: lets sklearn's full suite drive the text models with 2D numeric data."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = False
+        tags.input_tags.one_d_array = False
+        tags.input_tags.two_d_array = True
+        return tags
+
+    def _prepare_X(self, X, reset):
+        X = validate_data(self, X, reset=reset)
+        return super()._prepare_X(_numeric_rows_to_documents(X), reset)
+
+    def explain(self, X):
+        X = validate_data(self, X, reset=False)
+        return super().explain(_numeric_rows_to_documents(X))
+
+    def fit(self, X, y, sample_weight=None):
+        self._fit(X, y, sample_weight, incremental=False)
+        return self
+
+
+class NumericTextClassifier(_NumericAdapterMixin, TextAttentionClassifier):
+    pass
+
+
+class NumericTextRegressor(_NumericAdapterMixin, TextAttentionRegressor):
+    pass
+
+
+def _adapter_failures(estimator):
+    return {"check_sample_weight_equivalence_on_dense_data": (
+        "float32 training agrees only to ~1e-6 relative")}
+
+
+@parametrize_with_checks([NumericTextClassifier(**FAST), NumericTextRegressor(**FAST)],
+                         expected_failed_checks=_adapter_failures)
+def test_full_sklearn_suite_through_the_numeric_adapter(estimator, check):
+    check(estimator)
+
+
+DIRECT_CHECKS = [
+    ec.check_estimator_cloneable, ec.check_estimator_repr, ec.check_no_attributes_set_in_init,
+    ec.check_estimators_unfitted, ec.check_do_not_raise_errors_in_init_or_set_params,
+    ec.check_mixin_order, ec.check_parameters_default_constructible,
+    ec.check_get_params_invariance, ec.check_set_params, ec.check_estimator_tags_renamed,
+    ec.check_valid_tag_types,
+]
+
+
+@pytest.mark.parametrize("Estimator", [TextAttentionClassifier, TextAttentionRegressor])
+@pytest.mark.parametrize("check", DIRECT_CHECKS, ids=lambda c: c.__name__)
+def test_data_agnostic_sklearn_checks(Estimator, check):
+    check(Estimator.__name__, Estimator(**FAST))
+
+
+def test_text_tags_say_strings_not_2d():
+    tags = TextAttentionClassifier().__sklearn_tags__()
+    assert tags.input_tags.string and tags.input_tags.one_d_array
+    assert not tags.input_tags.two_d_array
+
+
+def test_learns_words_and_attends_to_them():
+    clf = TextAttentionClassifier(**{**FAST, "max_iter": 60}).fit(DOCS, LABELS)
+    assert clf.score(["great fun", "awful boring"], [1, 0]) == 1.0
+    explanation = clf.explain(["the movie was great"])
+    tokens = [token for token, _ in explanation[0]]
+    assert tokens == ["<start>", "the", "movie", "was", "great"]
+    weights = np.array([w for _, w in explanation[0]])
+    assert weights.sum() == pytest.approx(1.0, abs=1e-5)
+    frame = explanation.to_frame()
+    assert list(frame.columns) == ["document", "position", "token", "weight"]
+    html = explanation.to_html()
+    assert "great" in html and "rgba(" in html
+    importances = clf.token_importances_
+    assert list(importances.columns) == [0, 1]
+    assert importances.loc["great", 1] > importances.loc["great", 0]
+
+
+def test_empty_and_unknown_documents_get_finite_predictions():
+    clf = TextAttentionClassifier(**FAST).fit(DOCS, LABELS)
+    proba = clf.predict_proba(["", "zzz qqq", "   ", "!!!"])
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_pandas_series_keeps_its_index_in_explain_and_pandas_output():
+    series = pd.Series(DOCS, index=[f"d{i}" for i in range(len(DOCS))])
+    clf = TextAttentionClassifier(**FAST).fit(series, LABELS)
+    assert clf.explain(series[:3]).to_frame()["document"].iloc[0] == "d0"
+    out = clf.set_output(transform="pandas").transform(series[:3])
+    assert list(out.index) == ["d0", "d1", "d2"]
+    assert out.shape == (3, 8)
+
+
+def test_pipeline_grid_search_two_jobs_and_cross_val():
+    pipe = make_pipeline(FunctionTransformer(lambda docs: [d.lower() for d in docs]),
+                         TextAttentionClassifier(**FAST))
+    scores = cross_val_score(pipe, np.array(DOCS, dtype=object), LABELS, cv=2)
+    assert scores.mean() > 0.8
+    grid = GridSearchCV(TextAttentionClassifier(**FAST),
+                        {"max_len": [4, 16], "n_heads": [1, 2]}, cv=2, n_jobs=2,
+                        error_score="raise")
+    grid.fit(DOCS, LABELS)
+    assert grid.cv_results_["mean_test_score"].shape == (4,)
+    assert grid.best_score_ > 0.8
+
+
+def test_pickle_round_trip_predicts_identically():
+    clf = TextAttentionClassifier(**FAST).fit(DOCS, LABELS)
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.predict_proba(DOCS), clf.predict_proba(DOCS))
+
+
+def test_regressor_on_text():
+    target = np.array([len(d.split()) for d in DOCS], dtype=float)
+    reg = TextAttentionRegressor(**{**FAST, "max_iter": 60}).fit(DOCS, target)
+    assert reg.score(DOCS, target) > 0.5
+    assert reg.token_importances_.name == "importance"
+
+
+@pytest.mark.parametrize("bad, match", [
+    (["ok", None, "fine"], "document 1"),
+    (["ok", float("nan")], "document 1"),
+    (["ok", 3], "document 1"),
+    (["ok", b"bytes"], "decode"),
+    (np.array([["a", "b"], ["c", "d"]]), "1D"),
+])
+def test_bad_documents_get_errors_naming_the_position(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        TextAttentionClassifier(**FAST).fit(bad, np.arange(len(bad)) % 2)
+
+
+def test_sms_spam_subset_is_learned():
+    data = load_sms_spam()
+    rng = np.random.default_rng(0)
+    index = rng.permutation(len(data.data))[:1200]
+    docs = [data.data[i] for i in index]
+    clf = TextAttentionClassifier(**{**FAST, "d_model": 16, "max_iter": 4, "max_len": 48,
+                                     "learning_rate_init": 5e-3})
+    clf.fit(docs[:900], data.target[index[:900]])
+    assert clf.score(docs[900:], data.target[index[900:]]) > 0.9
