@@ -56,6 +56,11 @@ def jit(parallel=False, **options):
     """
     if "cache" in options:
         raise TypeError("jit() decides caching itself; do not pass cache=")
+    # NumPy's error model: a float division by zero gives inf/nan instead of
+    # raising ZeroDivisionError from deep inside a kernel (diverged training
+    # is then reported by the non-finite loss check), and the loops keep no
+    # per-division branch, so they vectorise.
+    options.setdefault("error_model", "numpy")
 
     def decorator(function):
         if cache_enabled():

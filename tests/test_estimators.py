@@ -411,7 +411,10 @@ def test_solvers_dropout_and_clipping_train(options):
     np.testing.assert_array_equal(again.params_, clf.params_)
 
 
-def test_verbose_reports_each_epoch(capsys):
+def test_verbose_reports_each_epoch_as_lines_without_tqdm(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     quiet_fit(tiny(max_iter=3, verbose=True), X3, Y3)
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(",")[0] for line in lines] == [f"Iteration {i}" for i in (1, 2, 3)]
@@ -520,3 +523,35 @@ def test_parameter_errors():
         tiny().fit(X3, Y3[:-1])
     with pytest.raises(ValueError, match="at least one non-zero"):
         tiny().fit(X3, Y3, sample_weight=np.zeros(len(Y3)))
+
+
+def test_verbose_uses_a_tqdm_bar_when_installed(monkeypatch):
+    import sys
+    import types
+
+    events = []
+
+    class FakeBar:
+        def __init__(self, total, **kwargs):
+            events.append(("total", total))
+
+        def set_postfix(self, postfix):
+            events.append(("postfix", sorted(postfix)))
+
+        def update(self, n):
+            events.append(("update", n))
+
+        def close(self):
+            events.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=FakeBar))
+    quiet_fit(tiny(max_iter=2, verbose=True), X3, Y3)
+    assert events[0] == ("total", 2)
+    assert events.count(("update", 1)) == 2 and events[-1] == ("close",)
+    assert ("postfix", ["loss"]) in events
+
+
+def test_divergence_names_the_cause_and_the_learning_rate():
+    clf = tiny(AttentionRegressor, max_iter=20, learning_rate_init=1e8, solver="sgd")
+    with pytest.raises(FloatingPointError, match="learning_rate_init"):
+        quiet_fit(clf, X3, np.arange(len(X3), dtype=float))

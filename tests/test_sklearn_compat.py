@@ -1,6 +1,8 @@
 """scikit-learn's own estimator checks, and the meta-estimators users combine us with."""
 
 import numpy as np
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -39,13 +41,26 @@ def test_pipeline_cross_val_score_and_grid_search_with_two_jobs():
     assert scores.mean() > 0.7
     grid = GridSearchCV(pipe, {"attentionclassifier__n_heads": [1, 2],
                                "attentionclassifier__attention_score": ["scaled_dot",
-                                                                        "additive"]},
+                                                                        "additive"],
+                               "attentionclassifier__d_model": [8, 12]},
                         cv=2, n_jobs=2, error_score="raise")
     grid.fit(X, y)
-    assert grid.cv_results_["mean_test_score"].shape == (4,)
+    assert grid.cv_results_["mean_test_score"].shape == (8,)
     assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
     assert grid.best_score_ > 0.6
     assert grid.best_estimator_.predict(X).shape == (120,)
+
+
+def test_clone_and_calibrated_classifier():
+    X, y = make_classification(n_samples=150, n_features=4, n_informative=3, n_redundant=0,
+                               random_state=1)
+    clf = AttentionClassifier(**FAST)
+    copy = clone(clf)
+    assert copy.get_params() == clf.get_params() and not hasattr(copy, "params_")
+    calibrated = CalibratedClassifierCV(clf, cv=3).fit(X, y)
+    proba = calibrated.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert calibrated.score(X, y) > 0.8
 
 
 def test_regressor_multi_output_and_transform_as_features():

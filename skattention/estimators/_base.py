@@ -317,10 +317,18 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         best_params = params.copy() if validation is not None else None
         stopped_early = False
         epoch = 0
+        progress = _EpochProgress(self.verbose, max_epochs)
         try:
             for epoch in range(1, max_epochs + 1):
-                result = run_epoch(network, optimizer, params, *train, loss_fn, batch_size,
-                                   self._rng, self.shuffle, self.max_grad_norm)
+                try:
+                    result = run_epoch(network, optimizer, params, *train, loss_fn, batch_size,
+                                       self._rng, self.shuffle, self.max_grad_norm)
+                except FloatingPointError as exc:
+                    raise FloatingPointError(
+                        f"Training diverged in epoch {self.n_iter_ + 1}: {exc} Lower "
+                        f"learning_rate_init (now {self.learning_rate_init}) or set "
+                        "max_grad_norm."
+                    ) from exc
                 self.n_iter_ += 1
                 self.t_ += n_train
                 self.loss_curve_.append(result.loss)
@@ -337,11 +345,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                     improved = result.loss < self.best_loss_ - self.tol
                     self.best_loss_ = min(self.best_loss_, result.loss)
                 self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-                if self.verbose:
-                    extra = (f", validation score = {self.validation_scores_[-1]:.6f}"
-                             if validation is not None else "")
-                    print(f"Iteration {self.n_iter_}, loss = {result.loss:.8f}{extra} "
-                          f"({result.seconds:.2f} s)")
+                progress.update(self.n_iter_, result,
+                                self.validation_scores_[-1] if validation is not None else None)
                 if not incremental and self._no_improvement_count >= self.n_iter_no_change:
                     stopped_early = True
                     break
@@ -350,6 +355,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                           UserWarning)
             stopped_early = True
         finally:
+            progress.close()
             if best_params is not None:
                 params[:] = best_params
             self.params_ = params
@@ -472,3 +478,47 @@ n_features), or list of arrays
         return {"pooling": np.asarray(pooling, dtype=np.float64),
                 "layers": [np.where(real, np.asarray(w, dtype=np.float64), 0.0)
                            for w in layers]}
+
+
+class _EpochProgress:
+    """Epoch progress for ``verbose``: a tqdm bar when tqdm is installed, else lines.
+
+    Parameters
+    ----------
+    verbose : bool or int
+        Nothing is shown when false.
+    total : int
+        Epochs planned.
+    """
+
+    def __init__(self, verbose, total):
+        self.bar = None
+        self.verbose = bool(verbose)
+        if not self.verbose:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=total, unit="epoch", leave=True)
+
+    def update(self, iteration, result, validation_score):
+        """Report one finished epoch (its ``EpochResult`` and validation score or None)."""
+        if not self.verbose:
+            return
+        if self.bar is not None:
+            postfix = {"loss": f"{result.loss:.5f}"}
+            if validation_score is not None:
+                postfix["validation"] = f"{validation_score:.4f}"
+            self.bar.set_postfix(postfix)
+            self.bar.update(1)
+            return
+        extra = (f", validation score = {validation_score:.6f}"
+                 if validation_score is not None else "")
+        print(f"Iteration {iteration}, loss = {result.loss:.8f}{extra} "
+              f"({result.seconds:.2f} s)")
+
+    def close(self):
+        """Close the bar, if one was opened."""
+        if self.bar is not None:
+            self.bar.close()
