@@ -5,13 +5,14 @@ nor matplotlib; kernels compile (or load from Numba's on-disk cache) on
 first use.
 """
 
-from . import datasets, functional, text
+from . import datasets, functional, persistence, text
 from .estimators import (
     AttentionClassifier,
     AttentionRegressor,
     TextAttentionClassifier,
     TextAttentionRegressor,
 )
+from .persistence import load, save
 
 __version__ = "0.1.0.dev0"
 
@@ -22,6 +23,9 @@ __all__ = [
     "TextAttentionRegressor",
     "datasets",
     "functional",
+    "load",
+    "persistence",
+    "save",
     "text",
     "__version__",
 ]
