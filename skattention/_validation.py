@@ -78,6 +78,24 @@ def _check_numeric(array, where):
     return array.astype(np.float64, copy=False)
 
 
+def _check_float32_range(values):
+    """Refuse finite input that float32 cannot hold (it would become inf).
+
+    Parameters
+    ----------
+    values : ndarray of float32
+        Input after the cast.
+
+    Raises
+    ------
+    ValueError
+        If any value overflowed to infinity in the cast.
+    """
+    if np.isinf(values).any():
+        raise ValueError("Input X contains values too large for float32 (|x| > 3.4e38); "
+                         "the network computes in float32. Rescale X.")
+
+
 def check_sequences(X, *, channels_first=False, dtype=np.float32):
     """Validate 3D or ragged sequence input and pad it.
 
@@ -104,6 +122,9 @@ def check_sequences(X, *, channels_first=False, dtype=np.float32):
     """
     if isinstance(X, np.ndarray):
         values = _check_numeric(X, "X")
+        if values.ndim != 3:
+            raise ValueError(f"X must be a 3D array (n_samples, n_timesteps, n_features), "
+                             f"got shape {X.shape}.")
         if values.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s) (shape=%r) while a minimum of 1 "
                              "is required." % (values.shape,))
@@ -132,7 +153,9 @@ def check_sequences(X, *, channels_first=False, dtype=np.float32):
         if empty.size:
             raise ValueError(f"Sample {int(empty[0])} of X has no time step (all NaN).")
         values = np.where(mask[:, :, None], values, 0.0)
-        return SequenceBatch(np.ascontiguousarray(values, dtype=dtype), mask)
+        values = np.ascontiguousarray(values, dtype=dtype)
+        _check_float32_range(values)
+        return SequenceBatch(values, mask)
 
     sequences = list(X)
     if not sequences:
@@ -164,4 +187,5 @@ def check_sequences(X, *, channels_first=False, dtype=np.float32):
     for i, array in enumerate(arrays):
         values[i, : array.shape[0]] = array
         mask[i, : array.shape[0]] = True
+    _check_float32_range(values)
     return SequenceBatch(values, mask)

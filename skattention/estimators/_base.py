@@ -20,7 +20,7 @@ from sklearn.utils.validation import (
 from .._backend import get_backend, resolve_device
 from .._nn import AttentionNetwork, NetworkConfig
 from .._nn._training import Optimizer, run_epoch
-from .._validation import check_sequences, is_sequence_input
+from .._validation import _check_float32_range, check_sequences, is_sequence_input
 
 __all__ = ["BaseAttentionEstimator"]
 
@@ -135,6 +135,17 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _prepare_X(self, X, reset):
         """Validate ``X`` and return ``(values (n, L, F) float32, mask (n, L))``."""
+        # Models fitted on sequences name these before the 2D/3D kind check
+        # (2D models keep scikit-learn's own messages).
+        on_sequences = not reset and getattr(self, "_input_kind", None) == "sequence"
+        if on_sequences and X is None:
+            raise ValueError(f"X is None; {type(self).__name__} expects 2D (n_samples, "
+                             "n_columns) or 3D (n_samples, n_timesteps, n_features) input.")
+        ndim = np.ndim(X) if isinstance(X, np.ndarray) else None
+        if on_sequences and ndim is not None and ndim not in (2, 3):
+            raise ValueError(f"X has ndim={ndim} (shape {X.shape}); {type(self).__name__} "
+                             "expects 2D (n_samples, n_columns) or 3D (n_samples, "
+                             "n_timesteps, n_features) input.")
         sequence = is_sequence_input(X)
         if not reset and not sequence and self._reads_as_scalar_sequences(X):
             sequence = True
@@ -157,6 +168,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if not sequence:
             X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
             values = np.ascontiguousarray(X[:, :, None], dtype=np.float32)
+            _check_float32_range(values)
             mask = np.ones(X.shape, dtype=bool)
             if reset:
                 self._input_kind = "table"
@@ -271,6 +283,9 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         sample_weight = self._extra_sample_weight(y, sample_weight)
         if not np.any(sample_weight > 0):
             raise ValueError("Sample weights must contain at least one non-zero number.")
+        # Only relative weights matter (the loss divides by their sum); scaling
+        # by the largest keeps weights of 1e300 or 1e-300 inside float32.
+        sample_weight = sample_weight / sample_weight.max()
         targets = self._scale_targets(targets, sample_weight, reset=first)
 
         backend = self._backend()

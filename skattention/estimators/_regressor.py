@@ -71,9 +71,14 @@ best_loss_, best_validation_score_, device_, attention_weights_ :
         if reset:
             # Weighted, so that a zero weight is the same as leaving a sample out.
             self._y_mean = np.average(targets, axis=0, weights=sample_weight)
-            scale = np.sqrt(np.average((targets - self._y_mean) ** 2, axis=0,
-                                       weights=sample_weight))
-            self._y_scale = np.where(scale > 0, scale, 1.0)
+            deviation = targets - self._y_mean
+            # Factor out the largest deviation before squaring, so that targets
+            # near 1e200 or 1e-300 neither overflow nor underflow.
+            largest = np.abs(deviation).max(axis=0)
+            safe = np.where(largest > 0, largest, 1.0)
+            spread = safe * np.sqrt(np.average((deviation / safe) ** 2, axis=0,
+                                               weights=sample_weight))
+            self._y_scale = np.where(spread > 0, spread, 1.0)
         scaled = ((targets - self._y_mean) / self._y_scale).astype(np.float32)
         return np.ascontiguousarray(scaled)
 

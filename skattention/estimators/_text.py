@@ -105,6 +105,7 @@ class _TextInputMixin:
                                          for name in _VECTORIZER_PARAMS})
 
     def _prepare_X(self, X, reset):
+        X = _as_sized(X)
         if reset:
             self.vectorizer_ = self._make_vectorizer().fit(X)
             self._input_kind = "text"
@@ -140,6 +141,7 @@ class _TextInputMixin:
             ``i``; ``.to_frame()`` and ``.to_html()`` render all of them.
         """
         check_is_fitted(self)
+        X = _as_sized(X)
         weights = super().explain(X)
         ids, tokens = self.vectorizer_.transform_with_tokens(X)
         per_doc = [weights[i, : len(tokens[i])] for i in range(len(tokens))]
@@ -163,8 +165,14 @@ class _TextInputMixin:
         return frame.iloc[1:]
 
 
-def _text_params(kwargs):
-    return {name: kwargs.pop(name) for name in _VECTORIZER_PARAMS}
+def _as_sized(X):
+    """A one-shot iterable (a generator) as a list, so it can be read twice."""
+    if X is None or hasattr(X, "__len__"):
+        return X
+    try:
+        return list(X)
+    except TypeError:
+        return X
 
 
 class TextAttentionClassifier(_TextInputMixin, AttentionClassifier):
@@ -259,6 +267,7 @@ class TextAttentionClassifier(_TextInputMixin, AttentionClassifier):
         -------
         self : TextAttentionClassifier
         """
+        X = _as_sized(X)
         self._fit(X, y, sample_weight, incremental=False)
         labels = np.asarray(y)
         self.token_importances_ = self._token_importances(
@@ -343,6 +352,7 @@ class TextAttentionRegressor(_TextInputMixin, AttentionRegressor):
         -------
         self : TextAttentionRegressor
         """
+        X = _as_sized(X)
         self._fit(X, y, sample_weight, incremental=False)
         n = len(self.attention_weights_)
         self.token_importances_ = self._token_importances(

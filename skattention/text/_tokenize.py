@@ -23,6 +23,8 @@ such text.
 import functools
 import math
 import re
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 import unicodedata
 
 import numpy as np
@@ -129,6 +131,10 @@ def check_documents(X, *, input_name="X"):
                 if not isinstance(X, str) else "wrap one document in a list: [doc]")
         raise TypeError(f"{input_name} must be an iterable of documents (str), got a single "
                         f"{type(X).__name__}; {hint}.")
+    if isinstance(X, (Mapping, AbstractSet)):
+        raise TypeError(f"{input_name} must be an ordered sequence of documents, got "
+                        f"{type(X).__name__} (a dict's keys or a set's order would decide "
+                        "which prediction belongs to which document).")
     labels = None
     if isinstance(X, pd.DataFrame):
         raise ValueError(f"{input_name}: expected a 1D sequence of documents, got a DataFrame "
