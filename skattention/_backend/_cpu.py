@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _cpu_additive as additive
 from . import _cpu_attention as attn
+from ._cpu_arrays import CPUArrayOps
 from ._cpu_layers import CPULayerOps
 from ._cpu_training import CPUTrainingOps
 from ._threads import default_n_threads, kernel_threads
@@ -17,13 +18,16 @@ from ._threads import default_n_threads, kernel_threads
 __all__ = ["CPUBackend"]
 
 
-class CPUBackend(CPULayerOps, CPUTrainingOps):
+class CPUBackend(CPULayerOps, CPUTrainingOps, CPUArrayOps):
     """Numba CPU kernels with a thread budget.
 
     The attention kernels are methods of this class; the layer kernels
     (linear, layer norm, activations, embedding, dropout) come from
-    :class:`~._cpu_layers.CPULayerOps` and the training kernels (pooling,
-    losses, optimizers) from :class:`~._cpu_training.CPUTrainingOps`.
+    :class:`~._cpu_layers.CPULayerOps`, the training kernels (pooling,
+    losses, optimizers) from :class:`~._cpu_training.CPUTrainingOps` and
+    the array operations the network routes through its backend
+    (allocation, head layouts, mean pooling) from
+    :class:`~._cpu_arrays.CPUArrayOps`.
 
     Parameters
     ----------
@@ -90,26 +94,6 @@ class CPUBackend(CPULayerOps, CPUTrainingOps):
             if n_threads == 1:
                 return serial_kernel(*args)
             return parallel_kernel(*args, n_threads)
-
-    # ------------------------------------------------------------ arrays
-
-    def asarray(self, array, dtype):
-        """Bring an array onto this backend's memory as a C-contiguous array.
-
-        Parameters
-        ----------
-        array : array-like
-        dtype : numpy dtype
-
-        Returns
-        -------
-        array : ndarray
-        """
-        return np.ascontiguousarray(array, dtype=dtype)
-
-    def to_host(self, array):
-        """Return a host (NumPy) array; a no-op on the CPU."""
-        return array
 
     # --------------------------------------------------------- attention
 

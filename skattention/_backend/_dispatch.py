@@ -1,31 +1,67 @@
 """Choose the backend for a ``device`` setting."""
 
-import os
+import functools
 
-__all__ = ["get_backend", "resolve_device"]
+import numba
+
+__all__ = ["get_backend", "resolve_device", "cuda_unavailable_reason"]
 
 _DEVICES = ("auto", "cpu", "cuda")
 
 
-def _cuda_usable():
-    """Whether a real CUDA device can be used, without importing numba.cuda needlessly.
+def _simulator_on():
+    # Numba reads NUMBA_ENABLE_CUDASIM once, into its config, when imported.
+    return bool(numba.config.ENABLE_CUDASIM)
+
+
+@functools.lru_cache(maxsize=2)
+def _probe(simulator):
+    """:func:`cuda_unavailable_reason`, once per process and simulator setting."""
+    return _unavailable_reason()
+
+
+def cuda_unavailable_reason():
+    """Why the CUDA backend cannot run here, or None when it can (cached).
 
     Returns
     -------
-    usable : bool
-        False when the ``numba-cuda`` package is missing, when the CUDA
-        simulator is on, or when no driver or device is found.
+    reason : str or None
+        One sentence naming what is missing and how to fix it.
     """
-    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1":
-        return False
+    return _probe(_simulator_on())
+
+
+def _unavailable_reason():
+    """Probe numba.cuda and the CUDA kernels.
+
+    Imports ``numba.cuda`` (and the CUDA kernels) only when called, so
+    ``device="cpu"`` never pays for it. Numba's CUDA simulator
+    (``NUMBA_ENABLE_CUDASIM=1``) counts as usable: the test suite runs the
+    CUDA path on it.
+
+    Returns
+    -------
+    reason : str or None
+        One sentence naming what is missing and how to fix it.
+    """
     try:
         from numba import cuda
     except ImportError:
-        return False
+        return ("the numba-cuda package is not installed "
+                "(install the 'cuda' extra: pip install \"skattention[cuda]\")")
     try:
-        return bool(cuda.is_available())
-    except Exception:  # a broken driver install must not break device="auto"
-        return False
+        available = bool(cuda.is_available())
+    except Exception as exc:  # a broken driver install must not escape as a crash
+        return f"the CUDA driver could not be initialised ({type(exc).__name__}: {exc})"
+    if not available:
+        return ("no usable CUDA GPU or driver was found (numba.cuda.is_available() is "
+                "False; check `nvidia-smi` and that the 'cuda' extra matches the driver's "
+                "CUDA version)")
+    try:
+        from . import _cuda  # noqa: F401
+    except ImportError as exc:
+        return f"skattention's CUDA kernels could not be loaded ({exc})"
+    return None
 
 
 def resolve_device(device):
@@ -34,7 +70,8 @@ def resolve_device(device):
     Parameters
     ----------
     device : {"auto", "cpu", "cuda"}
-        ``"auto"`` picks CUDA when a real GPU is usable, else the CPU.
+        ``"auto"`` picks CUDA when a real GPU is usable (never the
+        simulator), else the CPU.
 
     Returns
     -------
@@ -45,24 +82,21 @@ def resolve_device(device):
     ValueError
         If ``device`` is not one of the accepted strings.
     RuntimeError
-        If ``device="cuda"`` and no CUDA backend is available.
+        If ``device="cuda"`` and the CUDA backend cannot run here; the
+        message says why and what to install.
     """
     if device not in _DEVICES:
         raise ValueError(f"device must be one of {_DEVICES}, got {device!r}.")
     if device == "cpu":
         return "cpu"
-    # The CUDA kernels are not part of this release yet, so "auto" always
-    # resolves to the CPU and an explicit "cuda" says why it cannot run.
     if device == "auto":
-        return "cpu"
-    if _cuda_usable():
-        reason = "a CUDA device was found, but skattention's CUDA backend is not available yet"
-    else:
-        reason = (
-            "no usable CUDA device was found (install the 'cuda' extra, "
-            "`pip install skattention[cuda]`, and check the NVIDIA driver)"
-        )
-    raise RuntimeError(f"device='cuda' cannot be used: {reason}. Use device='cpu'.")
+        if _simulator_on():
+            return "cpu"
+        return "cuda" if cuda_unavailable_reason() is None else "cpu"
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"device='cuda' cannot be used: {reason}. Use device='cpu'.")
+    return "cuda"
 
 
 def get_backend(device="cpu", n_threads=None):
@@ -73,15 +107,19 @@ def get_backend(device="cpu", n_threads=None):
     device : {"auto", "cpu", "cuda"}, default="cpu"
     n_threads : int or None, default=None
         Threads for the CPU kernels; None uses Numba's current thread count.
+        Ignored by the CUDA backend.
 
     Returns
     -------
-    backend : CPUBackend
-        An object exposing the kernels (see :class:`~skattention._backend._cpu.CPUBackend`).
+    backend : CPUBackend or CUDABackend
+        An object exposing the kernels (see :class:`~skattention._backend._cpu.CPUBackend`);
+        the CUDA backend has the same methods on device arrays.
     """
     resolved = resolve_device(device)
     if resolved == "cpu":
         from ._cpu import CPUBackend
 
         return CPUBackend(n_threads=n_threads)
-    raise AssertionError("unreachable: resolve_device only returns supported devices")
+    from ._cuda import CUDABackend
+
+    return CUDABackend()

@@ -20,10 +20,10 @@ import math
 import numpy as np
 
 __all__ = [
-    "SCORES", "sinusoidal_positions", "split_heads", "merge_heads", "score_param_shapes",
+    "SCORES", "sinusoidal_positions", "score_param_shapes",
     "self_attention_forward", "self_attention_backward",
     "attention_pool_forward", "attention_pool_backward",
-    "mean_pool_weights", "mean_pool_forward", "mean_pool_backward",
+    "mean_pool_weights",
 ]
 
 #: Attention scores the network supports.
@@ -52,48 +52,6 @@ def sinusoidal_positions(n_positions, d_model):
     table[:, 0::2] = np.sin(angles)
     table[:, 1::2] = np.cos(angles[:, : d_model // 2])
     return table
-
-
-def split_heads(x, batch, n_heads, out=None):
-    """``(B*L, H*dh)`` token rows to a C-contiguous ``(B, H, L, dh)`` array.
-
-    Parameters
-    ----------
-    x : ndarray of shape (B*L, d) or any array viewable as (B, L, H, dh)
-    batch, n_heads : int
-    out : ndarray of shape (B, H, L, dh), optional
-        Receives the result (allocated when None).
-
-    Returns
-    -------
-    heads : ndarray of shape (B, H, L, dh)
-    """
-    length = x.shape[0] // batch if x.ndim == 2 else x.shape[1]
-    view = x.reshape(batch, length, n_heads, -1).transpose(0, 2, 1, 3)
-    if out is None:
-        return np.ascontiguousarray(view)
-    np.copyto(out, view)
-    return out
-
-
-def merge_heads(x, out=None):
-    """``(B, H, L, dh)`` to C-contiguous token rows ``(B*L, H*dh)``.
-
-    Parameters
-    ----------
-    x : ndarray of shape (B, H, L, dh)
-    out : ndarray of shape (B*L, H*dh), optional
-
-    Returns
-    -------
-    rows : ndarray of shape (B*L, H*dh)
-    """
-    batch, n_heads, length, width = x.shape
-    view = x.transpose(0, 2, 1, 3)
-    if out is None:
-        return np.ascontiguousarray(view).reshape(batch * length, n_heads * width)
-    np.copyto(out.reshape(batch, length, n_heads, width), view)
-    return out
 
 
 def score_param_shapes(score, head_dim):
@@ -136,13 +94,13 @@ def _project(backend, x, weight):
     -------
     y : ndarray of shape (..., Out)
     """
-    out = np.empty(x.shape[:-1] + (weight.shape[1],), dtype=x.dtype)
+    out = backend.empty(x.shape[:-1] + (weight.shape[1],), x.dtype)
     backend.linear_forward(x.reshape(-1, x.shape[-1]), weight, None, "identity",
                            out.reshape(-1, weight.shape[1]))
     return out
 
 
-def _project_backward(backend, x, weight, grad_y, grad_weight, need_grad_x=True):
+def _project_backward(backend, x, weight, grad_y, grad_weight, need_grad_x=True, out=None):
     """Backward of :func:`_project`: fills ``grad_weight``, returns ``grad_x``.
 
     Parameters
@@ -153,12 +111,16 @@ def _project_backward(backend, x, weight, grad_y, grad_weight, need_grad_x=True)
     grad_weight : ndarray of shape (In, Out)
         Output (overwritten).
     need_grad_x : bool, default=True
+    out : ndarray of shape (..., In), optional
+        Receives ``grad_x`` (allocated when None).
 
     Returns
     -------
     grad_x : ndarray of shape (..., In) or None
     """
-    grad_x = np.empty_like(x) if need_grad_x else None
+    grad_x = out
+    if need_grad_x and grad_x is None:
+        grad_x = backend.empty(x.shape, x.dtype)
     backend.linear_backward(x.reshape(-1, x.shape[-1]), weight, None,
                             grad_y.reshape(-1, weight.shape[1]), "identity",
                             None if grad_x is None else grad_x.reshape(-1, x.shape[-1]),
@@ -197,12 +159,12 @@ def self_attention_forward(backend, score, q, k, v, mask, score_params, store_we
     """
     dtype = q.dtype
     head_dim = q.shape[3]
-    context = np.empty_like(v)
-    log_sum_exp = np.empty(q.shape[:3], dtype=dtype)
+    context = backend.empty(v.shape, dtype)
+    log_sum_exp = backend.empty(q.shape[:3], dtype)
     if score == "additive":
         query_proj = _project(backend, q, score_params["W_q"])
         key_proj = _project(backend, k, score_params["W_k"])
-        weights = np.empty(q.shape[:3] + (k.shape[2],), dtype=dtype)
+        weights = backend.empty(q.shape[:3] + (k.shape[2],), dtype)
         backend.additive_attention_forward(query_proj, key_proj, score_params["v"], v, mask,
                                            False, dtype.type(1.0), context, weights,
                                            log_sum_exp)
@@ -210,7 +172,7 @@ def self_attention_forward(backend, score, q, k, v, mask, score_params, store_we
                      weights=weights) if keep else None
         return context, (weights if store_weights else None), saved
     query = _project(backend, q, score_params["W"]) if score == "general" else q
-    weights = np.empty(q.shape[:3] + (k.shape[2],), dtype=dtype) if store_weights else None
+    weights = backend.empty(q.shape[:3] + (k.shape[2],), dtype) if store_weights else None
     scale = dtype.type(_scale(score, head_dim))
     backend.dot_attention_forward(query, k, v, mask, False, scale, context, weights,
                                   log_sum_exp)
@@ -241,25 +203,25 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
     """
     q, k, v = saved["q"], saved["k"], saved["v"]
     dtype = q.dtype
-    grad_v = np.empty_like(v)
+    grad_v = backend.empty(v.shape, dtype)
     if score == "additive":
         query_proj, key_proj = saved["query_proj"], saved["key_proj"]
-        grad_query_proj = np.empty_like(query_proj)
-        grad_key_proj = np.empty_like(key_proj)
-        grad_vector = np.empty(q.shape[:2] + (query_proj.shape[3],), dtype=dtype)
+        grad_query_proj = backend.empty(query_proj.shape, dtype)
+        grad_key_proj = backend.empty(key_proj.shape, dtype)
+        grad_vector = backend.empty(q.shape[:2] + (query_proj.shape[3],), dtype)
         backend.additive_attention_backward(query_proj, key_proj, score_params["v"], v, mask,
                                             False, dtype.type(1.0), saved["weights"],
                                             grad_context, grad_query_proj, grad_key_proj,
                                             grad_v, grad_vector)
-        grad_score_params["v"][...] = grad_vector.reshape(-1, grad_vector.shape[-1]).sum(axis=0)
+        backend.sum_axis0(grad_vector.reshape(-1, grad_vector.shape[-1]), grad_score_params["v"])
         grad_q = _project_backward(backend, q, score_params["W_q"], grad_query_proj,
                                    grad_score_params["W_q"])
         grad_k = _project_backward(backend, k, score_params["W_k"], grad_key_proj,
                                    grad_score_params["W_k"])
         return grad_q, grad_k, grad_v
     query = saved["query"]
-    grad_query = np.empty_like(query)
-    grad_k = np.empty_like(k)
+    grad_query = backend.empty(query.shape, dtype)
+    grad_k = backend.empty(k.shape, dtype)
     scale = dtype.type(_scale(score, q.shape[3]))
     backend.dot_attention_backward(query, k, v, mask, False, scale, saved["weights"],
                                    saved["log_sum_exp"], grad_context, grad_query, grad_k,
@@ -304,21 +266,22 @@ def attention_pool_forward(backend, score, states, query, mask, score_params, ke
     dtype = states.dtype
     if score == "additive":
         query_proj = _project(backend, query, score_params["W_q"])
-        query_rows = np.ascontiguousarray(
-            np.broadcast_to(query_proj[None, :, None, :], (batch, n_heads, 1, head_dim)))
+        query_rows = backend.empty((batch, n_heads, 1, head_dim), dtype)
+        backend.tile_rows(query_proj.reshape(-1), query_rows.reshape(batch, -1))
         key_proj = _project(backend, states, score_params["W_k"])
-        context = np.empty((batch, n_heads, 1, head_dim), dtype=dtype)
-        weights = np.empty((batch, n_heads, 1, length), dtype=dtype)
-        log_sum_exp = np.empty((batch, n_heads, 1), dtype=dtype)
+        context = backend.empty((batch, n_heads, 1, head_dim), dtype)
+        weights = backend.empty((batch, n_heads, 1, length), dtype)
+        log_sum_exp = backend.empty((batch, n_heads, 1), dtype)
         backend.additive_attention_forward(query_rows, key_proj, score_params["v"], states,
                                            mask, False, dtype.type(1.0), context, weights,
                                            log_sum_exp)
         saved = dict(states=states, query_rows=query_rows, key_proj=key_proj,
                      weights=weights) if keep else None
-        return context[:, :, 0], weights[:, :, 0], saved
+        return (context.reshape(batch, n_heads, head_dim),
+                weights.reshape(batch, n_heads, length), saved)
     pool_query = _project(backend, query, score_params["W"]) if score == "general" else query
-    context = np.empty((batch, n_heads, head_dim), dtype=dtype)
-    weights = np.empty((batch, n_heads, length), dtype=dtype)
+    context = backend.empty((batch, n_heads, head_dim), dtype)
+    weights = backend.empty((batch, n_heads, length), dtype)
     backend.attention_pooling_forward(states, states, pool_query, mask,
                                       _scale(score, head_dim), context, weights)
     saved = dict(states=states, pool_query=pool_query, weights=weights) if keep else None
@@ -351,36 +314,37 @@ def attention_pool_backward(backend, score, saved, query, mask, score_params, gr
     states = saved["states"]
     batch, n_heads, length, head_dim = states.shape
     dtype = states.dtype
-    grad_values = np.empty_like(states)
+    grad_values = backend.empty(states.shape, dtype)
     if score == "additive":
         query_rows, key_proj = saved["query_rows"], saved["key_proj"]
-        grad_query_rows = np.empty_like(query_rows)
-        grad_key_proj = np.empty_like(key_proj)
-        grad_vector = np.empty((batch, n_heads, head_dim), dtype=dtype)
+        grad_query_rows = backend.empty(query_rows.shape, dtype)
+        grad_key_proj = backend.empty(key_proj.shape, dtype)
+        grad_vector = backend.empty((batch, n_heads, head_dim), dtype)
         backend.additive_attention_backward(
             query_rows, key_proj, score_params["v"], states, mask, False, dtype.type(1.0),
-            saved["weights"], np.ascontiguousarray(grad_context[:, :, None, :]),
+            saved["weights"], grad_context.reshape(batch, n_heads, 1, head_dim),
             grad_query_rows, grad_key_proj, grad_values, grad_vector)
-        grad_score_params["v"][...] = grad_vector.reshape(-1, head_dim).sum(axis=0)
-        grad_query_proj = np.ascontiguousarray(grad_query_rows[:, :, 0].sum(axis=0))
-        grad_query[...] = _project_backward(backend, query, score_params["W_q"],
-                                            grad_query_proj, grad_score_params["W_q"])
+        backend.sum_axis0(grad_vector.reshape(-1, head_dim), grad_score_params["v"])
+        grad_query_proj = backend.empty((n_heads, head_dim), dtype)
+        backend.sum_axis0(grad_query_rows.reshape(batch, -1), grad_query_proj.reshape(-1))
+        _project_backward(backend, query, score_params["W_q"], grad_query_proj,
+                          grad_score_params["W_q"], out=grad_query)
         grad_keys = _project_backward(backend, states, score_params["W_k"], grad_key_proj,
                                       grad_score_params["W_k"])
     else:
         pool_query = saved["pool_query"]
-        grad_keys = np.empty_like(states)
-        grad_pool_query = np.empty_like(pool_query)
+        grad_keys = backend.empty(states.shape, dtype)
+        if score == "general":
+            grad_pool_query = backend.empty(pool_query.shape, dtype)
+        else:
+            grad_pool_query = grad_query
         backend.attention_pooling_backward(states, states, pool_query, mask,
                                            _scale(score, head_dim), saved["weights"],
-                                           np.ascontiguousarray(grad_context), grad_keys,
-                                           grad_values, grad_pool_query)
+                                           grad_context, grad_keys, grad_values, grad_pool_query)
         if score == "general":
-            grad_query[...] = _project_backward(backend, query, score_params["W"],
-                                                grad_pool_query, grad_score_params["W"])
-        else:
-            grad_query[...] = grad_pool_query
-    grad_keys += grad_values
+            _project_backward(backend, query, score_params["W"], grad_pool_query,
+                              grad_score_params["W"], out=grad_query)
+    backend.add_(grad_keys, grad_values)
     return grad_keys
 
 
@@ -401,34 +365,3 @@ def mean_pool_weights(mask, dtype):
     counts = mask.sum(axis=1)
     inverse = 1.0 / np.maximum(counts, 1)
     return (mask * inverse[:, None]).astype(dtype)
-
-
-def mean_pool_forward(states, weights):
-    """Masked mean over positions.
-
-    Parameters
-    ----------
-    states : ndarray of shape (B, L, d)
-    weights : ndarray of shape (B, L)
-        From :func:`mean_pool_weights`.
-
-    Returns
-    -------
-    pooled : ndarray of shape (B, d)
-    """
-    return np.einsum("bl,bld->bd", weights, states)
-
-
-def mean_pool_backward(weights, grad_pooled):
-    """Backward pass of :func:`mean_pool_forward`.
-
-    Parameters
-    ----------
-    weights : ndarray of shape (B, L)
-    grad_pooled : ndarray of shape (B, d)
-
-    Returns
-    -------
-    grad_states : ndarray of shape (B, L, d)
-    """
-    return weights[:, :, None] * grad_pooled[:, None, :]

@@ -29,15 +29,11 @@ from ._layers import (
     SCORES,
     attention_pool_backward,
     attention_pool_forward,
-    mean_pool_backward,
-    mean_pool_forward,
     mean_pool_weights,
-    merge_heads,
     score_param_shapes,
     self_attention_backward,
     self_attention_forward,
     sinusoidal_positions,
-    split_heads,
 )
 from ._params import ParamLayout
 
@@ -261,7 +257,7 @@ class AttentionNetwork:
         return self.layout.init(random_state, self.config.dtype)
 
     def _params(self, params):
-        params = np.ascontiguousarray(params, dtype=self.config.dtype)
+        params = self.backend.asarray(params, self.config.dtype)
         if params.shape != (self.layout.size,):
             raise ValueError(
                 f"params must have shape ({self.layout.size},) for this configuration; "
@@ -302,7 +298,7 @@ class AttentionNetwork:
                     f"n_inputs={config.n_inputs}.")
             values = np.array(X, dtype=config.dtype, order="C")  # the one cast (a copy)
             values[~mask] = 0
-            return values.reshape(-1, X.shape[2]), mask
+            return self.backend.asarray(values.reshape(-1, X.shape[2]), config.dtype), mask
         if X.dtype.kind not in "iu":
             if X.dtype.kind not in "f" or not np.all(np.mod(X[mask], 1) == 0):
                 raise ValueError(f"token ids must be integers; got dtype {X.dtype}.")
@@ -314,7 +310,7 @@ class AttentionNetwork:
                 raise ValueError(
                     f"token id {bad} is out of range: ids must lie in [0, {config.n_inputs}) "
                     f"for a vocabulary of n_inputs={config.n_inputs} (0 is padding).")
-        return np.ascontiguousarray(ids), mask
+        return self.backend.asarray(ids, np.int64), mask
 
     def _positions(self, views, length):
         """The ``(L, d)`` position rows added to the embedding, or None."""
@@ -324,7 +320,8 @@ class AttentionNetwork:
         if config.positional == "sinusoidal":
             if self._sinusoid is None or self._sinusoid.shape[0] < length:
                 rows = max(length, config.max_len)
-                self._sinusoid = sinusoidal_positions(rows, config.d_model).astype(config.dtype)
+                self._sinusoid = self.backend.asarray(
+                    sinusoidal_positions(rows, config.d_model), config.dtype)
             return self._sinusoid[:length]
         return None
 
@@ -338,16 +335,16 @@ class AttentionNetwork:
         inputs to ``record`` when ``keep``.
         """
         n, d = stream.shape
-        dtype = stream.dtype
-        out = np.empty((n, d), dtype=dtype)
-        mean = np.empty(n, dtype=dtype)
-        rstd = np.empty(n, dtype=dtype)
+        dtype, backend = stream.dtype, self.backend
+        out = backend.empty((n, d), dtype)
+        mean = backend.empty(n, dtype)
+        rstd = backend.empty(n, dtype)
         gamma, beta = views[name + ".gamma"], views[name + ".beta"]
         if branch is None:
             self.backend.layer_norm_forward(stream, None, gamma, beta, LAYER_NORM_EPS, out, None,
                                             mean, rstd)
         else:
-            summed = np.empty((n, d), dtype=dtype)
+            summed = backend.empty((n, d), dtype)
             self.backend.layer_norm_forward(branch, stream, gamma, beta, LAYER_NORM_EPS, out,
                                             summed, mean, rstd)
             stream = summed
@@ -360,7 +357,8 @@ class AttentionNetwork:
         rate = float(self.config.dropout)
         mask = None
         if training and rate > 0.0:
-            mask = dropout_mask(random_state, x.shape, rate, dtype=x.dtype)
+            mask = self.backend.asarray(
+                dropout_mask(random_state, x.shape, rate, dtype=x.dtype), x.dtype)
             self.backend.dropout_forward(x, mask, x)
         if keep:
             record.append(mask)
@@ -387,15 +385,17 @@ class AttentionNetwork:
         config, backend = self.config, self.backend
         params = self._params(params)
         views = self.layout.views(params)
-        inputs, mask = self._inputs(X, mask)
-        batch, length = mask.shape
+        inputs, host_mask = self._inputs(X, mask)
+        mask = backend.asarray(host_mask, np.bool_)
+        batch, length = host_mask.shape
         n_tokens = batch * length
         d, heads, dtype = config.d_model, config.n_heads, config.dtype
+        head_shape = (batch, heads, length, config.head_dim)
         score = config.attention_score
         norms, drops, layers = [], [], []
 
         # Embedding and positions.
-        stream = np.empty((n_tokens, d), dtype=dtype)
+        stream = backend.empty((n_tokens, d), dtype)
         if config.input_kind == "values":
             backend.linear_forward(inputs, views["embed.weight"], views["embed.bias"],
                                    "identity", stream)
@@ -404,7 +404,7 @@ class AttentionNetwork:
                                       stream.reshape(batch, length, d))
         positions = self._positions(views, length)
         if positions is not None:
-            stream.reshape(batch, length, d)[...] += positions
+            backend.add_rows(stream.reshape(batch, length, d), positions)
         self._dropout(stream, training, random_state, keep, drops)
 
         # Encoder layers; ``branch`` is the sub-layer output not yet added to
@@ -415,30 +415,31 @@ class AttentionNetwork:
             prefix = f"layers.{i}."
             saved = {}
             normed, stream = self._norm(views, prefix + "ln1", branch, stream, keep, norms)
-            qkv = np.empty((n_tokens, 3 * d), dtype=dtype)
+            qkv = backend.empty((n_tokens, 3 * d), dtype)
             backend.linear_forward(normed, views[prefix + "attn.qkv.weight"],
                                    views[prefix + "attn.qkv.bias"], "identity", qkv)
-            split = qkv.reshape(batch, length, 3, heads, config.head_dim)
-            q, k, v = (np.ascontiguousarray(split[:, :, j].transpose(0, 2, 1, 3))
-                       for j in range(3))
+            q, k, v = (backend.empty(head_shape, dtype) for _ in range(3))
+            for j, part in enumerate((q, k, v)):
+                backend.split_heads(qkv, heads, part, offset=j * d)
             context, weights, attn_saved = self_attention_forward(
                 backend, score, q, k, v, mask,
                 _score_views(views, prefix + "attn.score.", score, config.head_dim),
                 store_weights, keep)
             if store_weights:
                 layer_weights.append(weights)
-            merged = merge_heads(context)
-            attn_out = np.empty((n_tokens, d), dtype=dtype)
+            merged = backend.empty((n_tokens, d), dtype)
+            backend.merge_heads(context, merged)
+            attn_out = backend.empty((n_tokens, d), dtype)
             backend.linear_forward(merged, views[prefix + "attn.out.weight"],
                                    views[prefix + "attn.out.bias"], "identity", attn_out)
             self._dropout(attn_out, training, random_state, keep, drops)
 
             normed2, stream = self._norm(views, prefix + "ln2", attn_out, stream, keep, norms)
-            hidden = np.empty((n_tokens, config.d_ff), dtype=dtype)
-            pre = np.empty_like(hidden) if keep else None
+            hidden = backend.empty((n_tokens, config.d_ff), dtype)
+            pre = backend.empty((n_tokens, config.d_ff), dtype) if keep else None
             backend.linear_forward(normed2, views[prefix + "ffn.fc1.weight"],
                                    views[prefix + "ffn.fc1.bias"], "gelu", hidden, pre)
-            ffn_out = np.empty((n_tokens, d), dtype=dtype)
+            ffn_out = backend.empty((n_tokens, d), dtype)
             backend.linear_forward(hidden, views[prefix + "ffn.fc2.weight"],
                                    views[prefix + "ffn.fc2.bias"], "identity", ffn_out)
             self._dropout(ffn_out, training, random_state, keep, drops)
@@ -454,22 +455,24 @@ class AttentionNetwork:
 
         # Pooling over the real steps.
         if config.pooling == "attention":
-            head_states = split_heads(states, batch, heads)
+            head_states = backend.empty(head_shape, dtype)
+            backend.split_heads(states, heads, head_states)
             context, pool_weights, pool_saved = attention_pool_forward(
                 backend, score, head_states, views["pool.query"], mask,
                 _score_views(views, "pool.score.", score, config.head_dim), keep)
-            pooled = np.ascontiguousarray(context).reshape(batch, d)
+            pooled = context.reshape(batch, d)
         else:
-            mean_weights = mean_pool_weights(mask, dtype)
-            pooled = np.ascontiguousarray(
-                mean_pool_forward(states.reshape(batch, length, d), mean_weights))
-            pool_weights = np.broadcast_to(mean_weights[:, None, :], (batch, heads, length))
+            host_weights = mean_pool_weights(host_mask, dtype)
+            mean_weights = backend.asarray(host_weights, dtype)
+            pooled = backend.empty((batch, d), dtype)
+            backend.mean_pool_forward(states.reshape(batch, length, d), mean_weights, pooled)
+            pool_weights = np.broadcast_to(host_weights[:, None, :], (batch, heads, length))
             pool_saved = mean_weights
         result = dict(pooled=pooled, pool_weights=pool_weights, layer_weights=layer_weights)
         if until == "pooled":
             return result
 
-        output = np.empty((batch, config.n_outputs), dtype=dtype)
+        output = backend.empty((batch, config.n_outputs), dtype)
         backend.linear_forward(pooled, views["head.weight"], views["head.bias"], "identity",
                                output)
         result["output"] = output
@@ -514,7 +517,9 @@ class AttentionNetwork:
         """
         name, stream, mean, rstd = record
         gamma = views[name + ".gamma"]
-        grad_x = grad_stream if grad_stream is not None else np.empty_like(grad_out)
+        grad_x = grad_stream
+        if grad_x is None:
+            grad_x = self.backend.empty(grad_out.shape, grad_out.dtype)
         self.backend.layer_norm_backward(grad_out, stream, mean, rstd, gamma, grad_x,
                                          grads[name + ".gamma"], grads[name + ".beta"],
                                          grad_stream)
@@ -524,7 +529,7 @@ class AttentionNetwork:
         """Gradient through a dropout; a new array unless no mask was drawn."""
         if mask is None:
             return grad
-        out = np.empty_like(grad)
+        out = self.backend.empty(grad.shape, grad.dtype)
         self.backend.dropout_backward(grad, mask, out)
         return out
 
@@ -548,20 +553,21 @@ class AttentionNetwork:
         dtype = config.dtype
         params = self._params(params)
         views = self.layout.views(params)
-        grad = np.zeros(self.layout.size, dtype=dtype)
+        grad = backend.zeros(self.layout.size, dtype)
         grads = self.layout.views(grad)
         batch, length = cache["shape"]
         mask = cache["mask"]
         n_tokens, d, heads = batch * length, config.d_model, config.n_heads
+        head_shape = (batch, heads, length, config.head_dim)
         score = config.attention_score
-        grad_output = np.ascontiguousarray(grad_output, dtype=dtype)
+        grad_output = backend.asarray(grad_output, dtype)
         if grad_output.shape != (batch, config.n_outputs):
             raise ValueError(
                 f"grad_output must have shape {(batch, config.n_outputs)}; "
                 f"got {grad_output.shape}.")
 
         # Head and pooling.
-        grad_pooled = np.empty((batch, d), dtype=dtype)
+        grad_pooled = backend.empty((batch, d), dtype)
         backend.linear_backward(cache["pooled"], views["head.weight"], None, grad_output,
                                 "identity", grad_pooled, grads["head.weight"],
                                 grads["head.bias"])
@@ -571,10 +577,12 @@ class AttentionNetwork:
                 _score_views(views, "pool.score.", score, config.head_dim),
                 grad_pooled.reshape(batch, heads, config.head_dim), grads["pool.query"],
                 _score_views(grads, "pool.score.", score, config.head_dim))
-            grad_states = merge_heads(grad_heads)
+            grad_states = backend.empty((n_tokens, d), dtype)
+            backend.merge_heads(grad_heads, grad_states)
         else:
-            grad_states = np.ascontiguousarray(
-                mean_pool_backward(cache["pool"], grad_pooled)).reshape(n_tokens, d)
+            grad_states = backend.empty((n_tokens, d), dtype)
+            backend.mean_pool_backward(cache["pool"], grad_pooled,
+                                       grad_states.reshape(batch, length, d))
 
         # Encoder layers, last first. ``grad_stream`` is the gradient at the
         # residual stream after the sub-layer being undone.
@@ -588,12 +596,12 @@ class AttentionNetwork:
             saved = cache["layers"][i]
             # Feed-forward sub-layer.
             grad_ffn = self._dropout_backward(grad_stream, drops.pop())
-            grad_hidden = np.empty_like(saved["hidden"])
+            grad_hidden = backend.empty((n_tokens, config.d_ff), dtype)
             backend.linear_backward(saved["hidden"], views[prefix + "ffn.fc2.weight"], None,
                                     grad_ffn, "identity", grad_hidden,
                                     grads[prefix + "ffn.fc2.weight"],
                                     grads[prefix + "ffn.fc2.bias"])
-            grad_normed2 = np.empty((n_tokens, d), dtype=dtype)
+            grad_normed2 = backend.empty((n_tokens, d), dtype)
             backend.linear_backward(saved["normed2"], views[prefix + "ffn.fc1.weight"],
                                     saved["pre"], grad_hidden, "gelu", grad_normed2,
                                     grads[prefix + "ffn.fc1.weight"],
@@ -601,22 +609,23 @@ class AttentionNetwork:
             grad_stream = self._norm_backward(views, grads, norms.pop(), grad_normed2, grad_stream)
             # Attention sub-layer.
             grad_attn = self._dropout_backward(grad_stream, drops.pop())
-            grad_merged = np.empty((n_tokens, d), dtype=dtype)
+            grad_merged = backend.empty((n_tokens, d), dtype)
             backend.linear_backward(saved["merged"], views[prefix + "attn.out.weight"], None,
                                     grad_attn, "identity", grad_merged,
                                     grads[prefix + "attn.out.weight"],
                                     grads[prefix + "attn.out.bias"])
-            grad_context = split_heads(grad_merged, batch, heads)
+            grad_context = backend.empty(head_shape, dtype)
+            backend.split_heads(grad_merged, heads, grad_context)
             grad_q, grad_k, grad_v = self_attention_backward(
                 backend, score, saved["attn"], mask,
                 _score_views(views, prefix + "attn.score.", score, config.head_dim),
                 grad_context, _score_views(grads, prefix + "attn.score.", score, config.head_dim))
-            grad_qkv = np.empty((batch, length, 3, heads, config.head_dim), dtype=dtype)
-            for j, g in enumerate((grad_q, grad_k, grad_v)):
-                grad_qkv[:, :, j] = g.transpose(0, 2, 1, 3)
-            grad_normed = np.empty((n_tokens, d), dtype=dtype)
+            grad_qkv = backend.empty((n_tokens, 3 * d), dtype)
+            for j, part in enumerate((grad_q, grad_k, grad_v)):
+                backend.merge_heads(part, grad_qkv, offset=j * d)
+            grad_normed = backend.empty((n_tokens, d), dtype)
             backend.linear_backward(saved["normed"], views[prefix + "attn.qkv.weight"], None,
-                                    grad_qkv.reshape(n_tokens, 3 * d), "identity", grad_normed,
+                                    grad_qkv, "identity", grad_normed,
                                     grads[prefix + "attn.qkv.weight"],
                                     grads[prefix + "attn.qkv.bias"])
             grad_stream = self._norm_backward(views, grads, norms.pop(), grad_normed, grad_stream)
@@ -624,7 +633,8 @@ class AttentionNetwork:
         # Embedding dropout, positions and the embedding itself.
         grad_embed = self._dropout_backward(grad_stream, drops.pop())
         if config.positional == "learned":
-            grads["pos.table"][:length] = grad_embed.reshape(batch, length, d).sum(axis=0)
+            backend.sum_axis0(grad_embed.reshape(batch, length * d),
+                              grads["pos.table"][:length].reshape(length * d))
         if config.input_kind == "values":
             backend.linear_backward(cache["inputs"], views["embed.weight"], None, grad_embed,
                                     "identity", None, grads["embed.weight"], grads["embed.bias"])
@@ -648,7 +658,7 @@ class AttentionNetwork:
         -------
         output : ndarray of shape (N, n_outputs)
         """
-        return self._run(params, X, mask)["output"]
+        return self._host(self._run(params, X, mask)["output"])
 
     def transform(self, params, X, mask):
         """The pooled representation that the head reads.
@@ -663,7 +673,7 @@ class AttentionNetwork:
         -------
         pooled : ndarray of shape (N, d_model)
         """
-        return self._run(params, X, mask, until="pooled")["pooled"]
+        return self._host(self._run(params, X, mask, until="pooled")["pooled"])
 
     def explain(self, params, X, mask, all_layers=False):
         """Attention weights of a forward pass (no dropout).
@@ -687,7 +697,11 @@ class AttentionNetwork:
             is returned): each layer's self-attention weights, rows over keys.
         """
         result = self._run(params, X, mask, store_weights=all_layers, until="pooled")
-        pooling = np.array(result["pool_weights"])
+        pooling = np.array(self._host(result["pool_weights"]))
         if not all_layers:
             return pooling
-        return pooling, result["layer_weights"]
+        return pooling, [self._host(weights) for weights in result["layer_weights"]]
+
+    def _host(self, array):
+        """A NumPy array of a backend array (host arrays pass through)."""
+        return array if isinstance(array, np.ndarray) else self.backend.to_host(array)

@@ -150,7 +150,7 @@ class ParamLayout:
         if flat.ndim != 1 or flat.shape[0] != self.size:
             raise ValueError(
                 f"the flat parameter buffer must have shape ({self.size},); got {flat.shape}.")
-        if not flat.flags.c_contiguous:
+        if not flat.flags["C_CONTIGUOUS"]:  # the item form also works for device arrays
             raise ValueError("the flat parameter buffer must be C-contiguous.")
         return {name: flat[self.slice(name)].reshape(self.shapes[name]) for name in self.names}
 

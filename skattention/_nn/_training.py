@@ -53,9 +53,10 @@ class Optimizer:
         self.momentum = float(momentum)
         self.n_steps = 0
         if solver in ("adam", "adamw"):
-            self.state = {"m": np.zeros(n_params, dtype), "v": np.zeros(n_params, dtype)}
+            self.state = {"m": backend.zeros(n_params, dtype),
+                          "v": backend.zeros(n_params, dtype)}
         elif solver == "sgd":
-            self.state = {"velocity": np.zeros(n_params, dtype)}
+            self.state = {"velocity": backend.zeros(n_params, dtype)}
         else:
             raise ValueError(f"solver must be 'adam', 'adamw' or 'sgd', got {solver!r}.")
 
@@ -158,10 +159,10 @@ def run_epoch(network, optimizer, params, inputs, mask, targets, sample_weight, 
             continue
         output, cache = network.forward(params, inputs[batch], mask[batch], training=True,
                                         random_state=rng)
-        grad_output = np.empty_like(output)
+        grad_output = network.backend.empty(output.shape, output.dtype)
         loss = loss_fn(output, targets[batch], batch_weight, grad_output)
         grads = network.backward(params, cache, grad_output)
-        if not np.isfinite(grads).all():
+        if not network.backend.all_finite(grads):
             raise FloatingPointError(
                 "non-finite gradient during training; lower learning_rate_init or set "
                 "max_grad_norm."

@@ -17,7 +17,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .._backend import get_backend, resolve_device
+from .._backend import cuda_unavailable_reason, get_backend, resolve_device
 from .._nn import AttentionNetwork, NetworkConfig
 from .._nn._training import Optimizer, run_epoch
 from .._validation import _check_float32_range, check_sequences, is_sequence_input
@@ -225,7 +225,12 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return max(1, effective_n_jobs(self.n_jobs))
 
     def _backend(self):
-        return get_backend(self.device_, n_threads=self._n_threads())
+        device = self.device_
+        if device == "cuda" and cuda_unavailable_reason() is not None:
+            # A model fitted on a GPU predicts anywhere: its parameters are
+            # host arrays, and the CPU kernels compute the same network.
+            device = "cpu"
+        return get_backend(device, n_threads=self._n_threads())
 
     def _network_config(self, values, n_outputs):
         if self.d_model % self.n_heads:
@@ -253,6 +258,11 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _network(self, backend):
         return AttentionNetwork(self._config, backend)
+
+    def _inference_network(self):
+        """The fitted network and its parameters, moved to the backend once."""
+        backend = self._backend()
+        return self._network(backend), backend.asarray(self._writeable_params(), np.float32)
 
     def _writeable_params(self):
         # Read-only params (e.g. memory-mapped by joblib) would make Numba
@@ -306,11 +316,15 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         else:
             self._check_length(values.shape[1])
             network = self._network(backend)
-        params = self._writeable_params()
+        # Parameters and optimizer moments live on the backend for the whole
+        # fit (the same arrays on the CPU); host copies are made only for the
+        # best-epoch snapshot and at the end.
+        params = backend.asarray(self._writeable_params(), np.float32)
         optimizer = Optimizer(backend, self.solver, params.size, np.float32,
                               self.learning_rate_init, self.alpha)
         if self._optimizer_state is not None and self._optimizer_state[0] == self.solver:
-            optimizer.state = self._optimizer_state[1]
+            optimizer.state = {name: backend.asarray(moment, np.float32)
+                               for name, moment in self._optimizer_state[1].items()}
             optimizer.n_steps = self._optimizer_state[2]
 
         train = (values, mask, targets, sample_weight)
@@ -329,7 +343,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             self.batch_size, n_train)
         loss_fn = self._loss_function(backend)
         max_epochs = 1 if incremental else self.max_iter
-        best_params = params.copy() if validation is not None else None
+        best_params = np.array(backend.to_host(params)) if validation is not None else None
         stopped_early = False
         epoch = 0
         progress = _EpochProgress(self.verbose, max_epochs)
@@ -355,7 +369,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                     improved = score > self.best_validation_score_ + self.tol
                     if score > self.best_validation_score_:
                         self.best_validation_score_ = score
-                        best_params[:] = params
+                        best_params[:] = backend.to_host(params)
                 else:
                     improved = result.loss < self.best_loss_ - self.tol
                     self.best_loss_ = min(self.best_loss_, result.loss)
@@ -372,9 +386,12 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         finally:
             progress.close()
             if best_params is not None:
-                params[:] = best_params
-            self.params_ = params
-            self._optimizer_state = (self.solver, optimizer.state, optimizer.n_steps)
+                params = backend.asarray(best_params, np.float32)
+            self.params_ = backend.to_host(params)
+            self._optimizer_state = (
+                self.solver, {name: backend.to_host(moment)
+                              for name, moment in optimizer.state.items()},
+                optimizer.n_steps)
         if not incremental and not stopped_early and epoch == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
@@ -420,8 +437,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Network outputs for new data, batched; sets nothing on ``self``."""
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
-        network = self._network(self._backend())
-        return self._predict_output(network, self._writeable_params(), values, mask)
+        network, params = self._inference_network()
+        return self._predict_output(network, params, values, mask)
 
     def _pooling_attention(self, network, params, values, mask):
         chunks = []
@@ -448,8 +465,7 @@ n_features), or list of arrays
         """
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
-        network = self._network(self._backend())
-        params = self._writeable_params()
+        network, params = self._inference_network()
         chunks = [network.transform(params, values[i: i + _PREDICT_BATCH],
                                     mask[i: i + _PREDICT_BATCH])
                   for i in range(0, values.shape[0], _PREDICT_BATCH)]
@@ -482,8 +498,7 @@ n_features), or list of arrays
         """
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
-        network = self._network(self._backend())
-        params = self._writeable_params()
+        network, params = self._inference_network()
         if not all_layers:
             return self._pooling_attention(network, params, values, mask)
         pooling, layers = network.explain(params, values, mask, all_layers=True)
