@@ -21,3 +21,9 @@ settings.load_profile("skattention")
 def rng():
     """A fresh, seeded random generator for each test."""
     return np.random.default_rng(12345)
+
+
+def pytest_configure(config):
+    """Register the markers that only some CI jobs select."""
+    config.addinivalue_line(
+        "markers", "ptx: compiles every numba.cuda kernel to PTX (needs NVRTC, no GPU)")

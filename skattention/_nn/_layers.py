@@ -95,7 +95,8 @@ def _project(backend, x, weight):
     y : ndarray of shape (..., Out)
     """
     out = backend.empty(x.shape[:-1] + (weight.shape[1],), x.dtype)
-    backend.linear_forward(x.reshape(-1, x.shape[-1]), weight, None, "identity",
+    # Shapes of device arrays on Numba's CUDA simulator reject negative indices.
+    backend.linear_forward(x.reshape(-1, x.shape[x.ndim - 1]), weight, None, "identity",
                            out.reshape(-1, weight.shape[1]))
     return out
 
@@ -121,9 +122,9 @@ def _project_backward(backend, x, weight, grad_y, grad_weight, need_grad_x=True,
     grad_x = out
     if need_grad_x and grad_x is None:
         grad_x = backend.empty(x.shape, x.dtype)
-    backend.linear_backward(x.reshape(-1, x.shape[-1]), weight, None,
+    backend.linear_backward(x.reshape(-1, x.shape[x.ndim - 1]), weight, None,
                             grad_y.reshape(-1, weight.shape[1]), "identity",
-                            None if grad_x is None else grad_x.reshape(-1, x.shape[-1]),
+                            None if grad_x is None else grad_x.reshape(-1, x.shape[x.ndim - 1]),
                             grad_weight, None)
     return grad_x
 
@@ -213,7 +214,8 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
                                             False, dtype.type(1.0), saved["weights"],
                                             grad_context, grad_query_proj, grad_key_proj,
                                             grad_v, grad_vector)
-        backend.sum_axis0(grad_vector.reshape(-1, grad_vector.shape[-1]), grad_score_params["v"])
+        width = grad_vector.shape[2]
+        backend.sum_axis0(grad_vector.reshape(-1, width), grad_score_params["v"])
         grad_q = _project_backward(backend, q, score_params["W_q"], grad_query_proj,
                                    grad_score_params["W_q"])
         grad_k = _project_backward(backend, k, score_params["W_k"], grad_key_proj,
