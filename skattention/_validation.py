@@ -121,7 +121,9 @@ def check_sequences(X, *, channels_first=False, dtype=np.float32):
         message names the sample.
     """
     if isinstance(X, np.ndarray):
-        values = _check_numeric(X, "X")
+        # Float input is checked in its own dtype: a float64 working copy of
+        # float32 data would double predict's peak memory on large inputs.
+        values = X if X.dtype.kind == "f" else _check_numeric(X, "X")
         if values.ndim != 3:
             raise ValueError(f"X must be a 3D array (n_samples, n_timesteps, n_features), "
                              f"got shape {X.shape}.")
@@ -152,8 +154,8 @@ def check_sequences(X, *, channels_first=False, dtype=np.float32):
         empty = np.flatnonzero(lengths == 0)
         if empty.size:
             raise ValueError(f"Sample {int(empty[0])} of X has no time step (all NaN).")
-        values = np.where(mask[:, :, None], values, 0.0)
-        values = np.ascontiguousarray(values, dtype=dtype)
+        values = np.array(values, dtype=dtype, order="C")  # the one copy
+        values[step_missing] = 0
         _check_float32_range(values)
         return SequenceBatch(values, mask)
 
