@@ -173,3 +173,64 @@ def test_sms_spam_subset_is_learned():
                                      "learning_rate_init": 5e-3})
     clf.fit(docs[:900], data.target[index[:900]])
     assert clf.score(docs[900:], data.target[index[900:]]) > 0.9
+
+
+# ------------------------------------------------------- n-grams and hash buckets
+
+NEGATION_DOCS = ["very good", "good film", "not bad", "very fine"] * 5 + \
+    ["not good", "bad film", "very bad", "not fine"] * 5
+NEGATION_LABELS = np.array([1] * 20 + [0] * 20)
+
+
+def test_vectorizer_parameters_reach_the_vectorizer_and_grid_search():
+    clf = TextAttentionClassifier(**FAST, ngram_range=(1, 2), n_buckets=8, min_df=2)
+    params = clf.get_params()
+    assert params["ngram_range"] == (1, 2) and params["n_buckets"] == 8
+    clf.fit(NEGATION_DOCS, NEGATION_LABELS)
+    assert clf.vectorizer_.get_params()["ngram_range"] == (1, 2)
+    assert clf.vectorizer_.n_buckets == 8 and "not good" in clf.vectorizer_.vocabulary_
+    # 6 words and 8 bigrams, each in 5+ documents, then the 8 buckets.
+    assert clf._config.n_inputs == clf.vectorizer_.n_vocabulary_ == 3 + 14 + 8
+    grid = GridSearchCV(TextAttentionClassifier(**FAST),
+                        {"ngram_range": [(1, 1), (1, 2)], "n_buckets": [0, 4]}, cv=2,
+                        error_score="raise").fit(NEGATION_DOCS, NEGATION_LABELS)
+    assert grid.cv_results_["mean_test_score"].shape == (4,)
+    assert grid.best_estimator_.vectorizer_.ngram_range in [(1, 1), (1, 2)]
+
+
+def test_default_bigrams_are_explained_and_ranked():
+    clf = TextAttentionClassifier(**{**FAST, "max_iter": 60}, n_buckets=4)
+    assert clf.ngram_range == (1, 2) and clf.n_layers == 0 and clf.positional == "none"
+    clf.fit(NEGATION_DOCS, NEGATION_LABELS)
+    assert clf.score(["not good", "very good"], [0, 1]) == 1.0
+    explanation = clf.explain(["not good at all"])
+    tokens = [token for token, _ in explanation[0]]
+    # Unknown words and bigrams are hashed to buckets, shown by their own text.
+    assert tokens == ["<start>", "not", "good", "at", "all", "not good", "good at", "at all"]
+    assert sum(w for _, w in explanation[0]) == pytest.approx(1.0, abs=1e-5)
+    importances = clf.token_importances_
+    assert len(importances) == clf.vectorizer_.n_vocabulary_ - 1
+    assert "not good" in importances.index and "<bucket 3>" in importances.index
+    assert importances.loc["not good", 0] > importances.loc["not good", 1]
+
+
+def test_unigram_self_attention_model_still_available():
+    clf = TextAttentionClassifier(**FAST, ngram_range=(1, 1), n_layers=1,
+                                  positional="sinusoidal").fit(DOCS, LABELS)
+    assert [t for t, _ in clf.explain(["great movie"])[0]] == ["<start>", "great", "movie"]
+    assert clf._config.n_layers == 1 and clf._config.positional == "sinusoidal"
+    assert clf.score(["great fun", "awful boring"], [1, 0]) == 1.0
+
+
+def test_save_load_keeps_ngram_and_bucket_parameters(tmp_path):
+    import skattention
+
+    clf = TextAttentionClassifier(**FAST, ngram_range=(1, 3), n_buckets=5, min_df=2)
+    clf.fit(NEGATION_DOCS, NEGATION_LABELS)
+    path = tmp_path / "model.skat"
+    skattention.save(clf, path)
+    again = skattention.load(path)
+    assert again.get_params()["ngram_range"] == (1, 3)
+    assert again.vectorizer_.ngram_range == (1, 3) and again.vectorizer_.n_buckets == 5
+    docs = ["not good at all", "very fine film", ""]
+    np.testing.assert_array_equal(again.predict_proba(docs), clf.predict_proba(docs))

@@ -2,6 +2,7 @@
 
 import pickle
 import re
+import zlib
 import warnings
 
 import numpy as np
@@ -323,3 +324,128 @@ def test_fuzz_arbitrary_text(docs):
     # Known words of the fitted documents never map to UNK.
     assert all(i != UNK_ID for row in own.tolist() for i in row)
     assert all(re.fullmatch(r"\w+", w) for w in fitted.vocabulary_)
+
+
+# ------------------------------------------------------------- n-grams, buckets
+
+def test_ngram_vocabulary_ids_and_row_order():
+    vec = _fit(["not very good", "very good", "good"], ngram_range=(1, 2))
+    # good: 3, very: 2, "very good": 2, then the singletons, ties alphabetical.
+    assert vec.vocabulary_ == {"good": 3, "very": 4, "very good": 5, "not": 6, "not very": 7}
+    assert vec.n_vocabulary_ == 8
+    # Words in reading order, then the bigrams in reading order.
+    np.testing.assert_array_equal(vec.transform(["not very good"]),
+                                  [[START_ID, 6, 4, 3, 7, 5]])
+    # Unknown bigrams are left out (n_buckets=0); an unknown word stays UNK.
+    np.testing.assert_array_equal(vec.transform(["very bad good", "good"]),
+                                  [[START_ID, 4, UNK_ID, 3],
+                                   [START_ID, 3, PAD_ID, PAD_ID]])
+
+
+def test_ngram_range_two_to_three_skips_words():
+    vec = _fit(["a b c d"], ngram_range=(2, 3))
+    assert set(vec.vocabulary_) == {"a b", "b c", "c d", "a b c", "b c d"}
+    ids, tokens = vec.transform_with_tokens(["a b c d", "a"])
+    assert tokens == [["<start>", "a b", "b c", "c d", "a b c", "b c d"], ["<start>"]]
+    assert vec.inverse_transform(ids) == tokens
+    assert _fit(["a b"], ngram_range=(2, 2), add_start_token=False).transform(["a"]).tolist() \
+        == [[UNK_ID]]
+
+
+def test_ngram_vocabulary_matches_count_vectorizer():
+    params = dict(token_pattern=r"(?u)\b\w\w+\b", min_df=2, ngram_range=(1, 3), max_df=0.9)
+    docs = DOCS + ["the cat sat on a dog", "the dog sat on the cat"]
+    ours = _fit(docs, **params)
+    theirs = CountVectorizer(**params).fit(docs)
+    assert set(ours.vocabulary_) == set(theirs.vocabulary_)
+    assert "sat on" in ours.vocabulary_ and "the cat sat" in ours.vocabulary_
+    # the: 6; cat, dog, sat: 4 each (alphabetical); bigrams are rarer.
+    assert list(_fit(docs, ngram_range=(1, 2), max_features=3).vocabulary_) == \
+        ["the", "cat", "dog"]
+
+
+def test_ngram_truncation_keeps_the_terms_of_a_word_prefix():
+    vec = _fit(["a b c d e"], ngram_range=(1, 2), max_len=6)
+    v = vec.vocabulary_
+    # 5 positions after the start token: 3 words and their 2 bigrams (4 words need 7).
+    with pytest.warns(UserWarning, match=r"1 of 2 documents had more than max_len=6 .*"
+                      r"longest prefix of words whose terms .* fit in 5 positions "
+                      r"\(plus the start token\)\.$") as record:
+        ids = vec.transform(["a b c d e", "a b"])
+    assert len(record) == 1
+    np.testing.assert_array_equal(ids, [[START_ID, v["a"], v["b"], v["c"], v["a b"], v["b c"]],
+                                        [START_ID, v["a"], v["b"], v["a b"], 0, 0]])
+    # The cut document reads as its prefix would.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(vec.transform(["a b c"])[0], ids[0])
+    # Unknown bigrams take no room: all 5 words fit when their bigrams are unknown.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vec.transform(["a c e b d"]).tolist() == \
+            [[START_ID, v["a"], v["c"], v["e"], v["b"], v["d"]]]
+
+
+def test_hash_buckets_for_terms_outside_the_vocabulary():
+    vec = _fit(["not good", "not bad", "good"], ngram_range=(1, 2), min_df=2, n_buckets=4)
+    assert vec.vocabulary_ == {"good": 3, "not": 4}
+    assert vec.n_vocabulary_ == 3 + 2 + 4
+    ids, tokens = vec.transform_with_tokens(["not good at all"])
+    assert tokens == [["<start>", "not", "good", "at", "all", "not good", "good at", "at all"]]
+    offset = vec.n_vocabulary_ - 4
+    expected = [offset + zlib.crc32(t.encode()) % 4 for t in tokens[0][3:]]
+    np.testing.assert_array_equal(ids[0], [START_ID, 4, 3, *expected])
+    assert (ids[0, 3:] >= offset).all() and UNK_ID not in ids
+    names = vec.inverse_transform(ids)[0]
+    assert names[:3] == ["<start>", "not", "good"]
+    assert names[3:] == [f"<bucket {j - offset}>" for j in expected]
+    # Stable across processes (not Python's salted hash) and through pickling.
+    again = pickle.loads(pickle.dumps(vec))
+    np.testing.assert_array_equal(again.transform(["not good at all"]), ids)
+    with pytest.warns(UserWarning, match="encoded as a hash bucket"):
+        assert _fit(["x", "y"], min_df=2, n_buckets=3).transform(["x"]).tolist() == \
+            [[START_ID, 3 + zlib.crc32(b"x") % 3]]
+
+
+@pytest.mark.parametrize("ngram_range", [(0, 1), (2, 1), (1,), (1.0, 2), (True, 2)])
+def test_bad_ngram_range(ngram_range):
+    with pytest.raises(ValueError, match="ngram_range must be a tuple"):
+        TextSequenceVectorizer(ngram_range=ngram_range).fit(DOCS)
+    with pytest.raises(ValueError, match="The 'ngram_range' parameter"):
+        TextSequenceVectorizer(ngram_range=[1, 2]).fit(DOCS)
+    with pytest.raises(ValueError, match="The 'n_buckets' parameter"):
+        TextSequenceVectorizer(n_buckets=-1).fit(DOCS)
+
+
+def test_ngram_and_bucket_pickle_and_fit_transform():
+    vec = _fit(ngram_range=(1, 3), n_buckets=7, min_df=2)
+    again = pickle.loads(pickle.dumps(vec))
+    assert again.get_params() == vec.get_params() and again.vocabulary_ == vec.vocabulary_
+    np.testing.assert_array_equal(again.transform(DOCS), vec.transform(DOCS))
+    np.testing.assert_array_equal(
+        TextSequenceVectorizer(ngram_range=(1, 3), n_buckets=7, min_df=2).fit_transform(DOCS),
+        vec.transform(DOCS))
+
+
+@pytest.mark.parametrize("check", [
+    check_estimator_cloneable, check_estimator_repr, check_no_attributes_set_in_init,
+    check_get_params_invariance, check_set_params, check_parameters_default_constructible,
+], ids=lambda c: c.__name__)
+def test_sklearn_checks_with_ngrams_and_buckets(check):
+    check("TextSequenceVectorizer", TextSequenceVectorizer(ngram_range=(1, 2), n_buckets=16))
+
+
+@given(st.lists(st.text(alphabet="ab c", max_size=30), min_size=1, max_size=5),
+       st.integers(1, 3), st.integers(0, 5))
+def test_fuzz_ngrams(docs, max_n, n_buckets):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        vec = TextSequenceVectorizer(ngram_range=(1, max_n), n_buckets=n_buckets,
+                                     max_len=12).fit(docs)
+        ids, tokens = vec.transform_with_tokens(docs)
+    assert [len(t) for t in tokens] == (ids != PAD_ID).sum(axis=1).tolist()
+    assert ids.shape[1] <= 12 and ids.max() < vec.n_vocabulary_
+    # Every training term is known, so no position is UNK or a bucket.
+    assert ids.max() < vec.n_vocabulary_ - n_buckets and UNK_ID not in ids
+    back = vec.inverse_transform(ids)
+    assert back == tokens

@@ -3,6 +3,7 @@
 import itertools
 import numbers
 import warnings
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -27,6 +28,23 @@ START_TOKEN = "<start>"
 _N_SPECIAL = 3
 
 
+def _ngrams(tokens, n):
+    """The ``n``-grams of ``tokens`` in reading order, joined by one space."""
+    if n == 1:
+        return tokens
+    return [" ".join(tokens[i: i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def _bucket(term, n_buckets):
+    """Stable hash bucket of a term in ``[0, n_buckets)``.
+
+    CRC-32 of the UTF-8 bytes rather than :func:`hash`, which is salted per
+    process and would give a pickled model different ids in a new process;
+    ``surrogatepass`` keeps lone surrogates (valid in a ``str``) encodable.
+    """
+    return zlib.crc32(term.encode("utf-8", "surrogatepass")) % n_buckets
+
+
 class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Turn raw documents into padded sequences of token ids.
 
@@ -34,7 +52,11 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     are tokenised the same way (lower-casing, then a regular expression), the
     vocabulary is pruned with the same ``min_df``/``max_df``/``max_features``
     rules, but each document becomes a row of word ids in reading order rather
-    than a row of counts, ready for an attention model.
+    than a row of counts, ready for an attention model. Word n-grams
+    (``ngram_range``) are appended to the words as extra positions with ids
+    of their own, so that a model can attend to "not good" as one token, and
+    terms outside the vocabulary can share hashed embedding rows
+    (``n_buckets``), as in fastText.
 
     Parameters
     ----------
@@ -51,6 +73,12 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         tokens. Documents are normalised to Unicode NFC before matching;
         punctuation, emoji, control characters and lone surrogates are
         separators under the default pattern (see :meth:`tokenize`).
+    ngram_range : tuple (min_n, max_n), default=(1, 1)
+        Terms are the word n-grams with ``min_n <= n <= max_n`` (words joined
+        by one space, as in ``CountVectorizer``). A row holds the ``min_n``-grams
+        in reading order, then the ``min_n + 1``-grams, and so on: ``(1, 2)``
+        encodes "not very good" as ``not, very, good, not very, very good``.
+        The vocabulary limits below apply to all terms together.
     min_df : float in [0.0, 1.0] or int, default=1
         Ignore words that occur in fewer documents than this: an int is a
         count of documents, a float a proportion of the training documents.
@@ -61,11 +89,21 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Keep only the ``max_features`` most frequent words (total count over
         the training documents) left after ``min_df``/``max_df``; ties are
         broken by code-point order of the word. None keeps all.
+    n_buckets : int, default=0
+        Terms outside the vocabulary (unseen, or pruned by the limits above)
+        get one of ``n_buckets`` shared ids, chosen by a stable hash of the
+        term (CRC-32), instead of ``UNK_ID``; with ``min_df=2``, say, the
+        rare training terms then still train the rows that unseen terms of
+        new documents fall into. With 0, an unknown word is ``UNK_ID`` and
+        an unknown n-gram of two or more words is left out of the row (it
+        would only repeat its words' ``UNK_ID``).
     max_len : int, default=256
-        Longest sequence returned, counting the start token. Longer documents
-        keep their first tokens; each :meth:`transform` call that cuts any
-        document emits one ``UserWarning`` saying how many were cut. None
-        never truncates. The vocabulary is always built from whole documents.
+        Longest sequence returned, counting the start token and the n-gram
+        positions. Longer documents keep their longest prefix of words whose
+        positions (words and n-grams within the prefix) fit; each
+        :meth:`transform` call that cuts any document emits one
+        ``UserWarning`` saying how many were cut. None never truncates. The
+        vocabulary is always built from whole documents.
     add_start_token : bool, default=True
         Write ``START_ID`` at position 0 of every row. If False, an empty
         document is encoded as a single ``UNK_ID`` so that every row still has
@@ -74,10 +112,13 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     Attributes
     ----------
     vocabulary_ : dict of str to int
-        Word to id (ids from 3, most frequent word first).
+        Term (word or space-joined n-gram) to id (ids from 3, most frequent
+        term first).
     n_vocabulary_ : int
-        Number of ids, special ones included: ``max id + 1``; the size of an
-        embedding table for these sequences.
+        Number of ids, special ones and hash buckets included:
+        ``3 + len(vocabulary_) + n_buckets``; the size of an embedding table
+        for these sequences. Bucket ``b`` has id
+        ``n_vocabulary_ - n_buckets + b``.
 
     See Also
     --------
@@ -95,9 +136,10 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
       so a model always has something to attend to and pool, and its
       prediction is finite (for an empty document it is a learned "no
       evidence" output rather than a division by zero).
-    * ``3, 4, ...``: vocabulary words, most frequent first (total count over
-      the training documents, ties broken by code-point order of the word), so
+    * ``3, 4, ...``: vocabulary terms, most frequent first (total count over
+      the training documents, ties broken by code-point order of the term), so
       the ids are deterministic.
+    * ``3 + len(vocabulary_), ...``: the ``n_buckets`` hash buckets, if any.
 
     ``transform`` returns one array of ids; the mask of real positions is
     ``ids != PAD_ID``. Rows are as long as the longest (possibly truncated)
@@ -113,6 +155,11 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
            [2, 0, 0]])
     >>> vec.inverse_transform([[2, 3, 1, 0]])
     [['<start>', 'the', '<unk>']]
+    >>> bigrams = TextSequenceVectorizer(ngram_range=(1, 2)).fit(["not good", "good"])
+    >>> bigrams.vocabulary_
+    {'good': 3, 'not': 4, 'not good': 5}
+    >>> bigrams.inverse_transform(bigrams.transform(["not good at all"]))
+    [['<start>', 'not', 'good', '<unk>', '<unk>', 'not good']]
     """
 
     _parameter_constraints = {
@@ -123,17 +170,22 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         "max_df": [Interval(RealNotInt, 0, 1, closed="both"),
                    Interval(numbers.Integral, 1, None, closed="left")],
         "max_features": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "ngram_range": [tuple],
+        "n_buckets": [Interval(numbers.Integral, 0, None, closed="left")],
         "max_len": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "add_start_token": ["boolean"],
     }
 
-    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", min_df=1, max_df=1.0,
-                 max_features=None, max_len=256, add_start_token=True):
+    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 1),
+                 min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256,
+                 add_start_token=True):
         self.lowercase = lowercase
         self.token_pattern = token_pattern
+        self.ngram_range = ngram_range
         self.min_df = min_df
         self.max_df = max_df
         self.max_features = max_features
+        self.n_buckets = n_buckets
         self.max_len = max_len
         self.add_start_token = add_start_token
 
@@ -175,8 +227,27 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         return make_tokenizer(self.lowercase, self.token_pattern)
 
     def _tokenize_all(self, X):
+        self._check_ngram_range()
         tokenize = self._tokenizer()
         return [tokenize(doc) for doc in check_documents(X)]
+
+    def _check_ngram_range(self):
+        ngram_range = self.ngram_range
+        if (len(ngram_range) != 2
+                or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool)
+                           for n in ngram_range)
+                or not 1 <= ngram_range[0] <= ngram_range[1]):
+            raise ValueError(f"ngram_range must be a tuple (min_n, max_n) of ints with "
+                             f"1 <= min_n <= max_n; got {ngram_range!r}.")
+        return int(ngram_range[0]), int(ngram_range[1])
+
+    def _terms(self, tokens):
+        """Every term of one tokenised document, n-gram by n-gram."""
+        min_n, max_n = self._check_ngram_range()
+        if min_n == max_n == 1:
+            return tokens
+        return list(itertools.chain.from_iterable(_ngrams(tokens, n)
+                                                  for n in range(min_n, max_n + 1)))
 
     # ------------------------------------------------------------- vocabulary
 
@@ -185,8 +256,9 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         term_counts = Counter()
         doc_counts = Counter()
         for tokens in tokenized:
-            term_counts.update(tokens)
-            doc_counts.update(set(tokens))
+            terms = self._terms(tokens)
+            term_counts.update(terms)
+            doc_counts.update(set(terms))
         max_doc_count = (self.max_df if isinstance(self.max_df, numbers.Integral)
                          else self.max_df * n_docs)
         min_doc_count = (self.min_df if isinstance(self.min_df, numbers.Integral)
@@ -200,11 +272,12 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         if self.max_features is not None:
             words = words[:self.max_features]
         if not words:
+            fate = "a hash bucket" if self.n_buckets else "UNK"
             warnings.warn("The vocabulary is empty (no token found, or all pruned by "
-                          "min_df/max_df): every word will be encoded as UNK.",
+                          f"min_df/max_df): every word will be encoded as {fate}.",
                           UserWarning, stacklevel=4)
         self.vocabulary_ = {w: i for i, w in enumerate(words, start=_N_SPECIAL)}
-        self.n_vocabulary_ = _N_SPECIAL + len(words)
+        self.n_vocabulary_ = _N_SPECIAL + len(words) + self.n_buckets
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -247,27 +320,48 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     # --------------------------------------------------------------- encoding
 
     def _encode(self, tokenized, want_tokens):
-        vocab = self.vocabulary_
-        get = vocab.get
+        min_n, max_n = self._check_ngram_range()
+        get = self.vocabulary_.get
+        n_buckets = self.n_buckets
+        bucket_offset = self.n_vocabulary_ - n_buckets
         start = self.add_start_token
         limit = None if self.max_len is None else self.max_len - int(start)
         rows, token_rows, n_cut = [], [], 0
         for tokens in tokenized:
-            if limit is not None and len(tokens) > limit:
-                tokens = tokens[:limit]
+            # (index of the term's last word, id, text) for every emitted term,
+            # n-gram order by n-gram order, each in reading order.
+            terms = []
+            for n in range(min_n, max_n + 1):
+                for end, term in enumerate(_ngrams(tokens, n), start=n - 1):
+                    j = get(term)
+                    if j is None:
+                        if n_buckets:
+                            j = bucket_offset + _bucket(term, n_buckets)
+                        elif n == 1:
+                            j = UNK_ID
+                        else:
+                            continue
+                    terms.append((end, j, term))
+            if limit is not None and len(terms) > limit:
+                # Keep the longest prefix of words whose terms all fit, so
+                # that a cut document is encoded as its prefix would be.
+                per_word = np.bincount([t[0] for t in terms], minlength=len(tokens))
+                n_words = int(np.searchsorted(np.cumsum(per_word), limit, side="right"))
+                terms = [t for t in terms if t[0] < n_words]
                 n_cut += 1
-            row = [get(t, UNK_ID) for t in tokens]
+            row = [t[1] for t in terms]
             if start:
                 row.insert(0, START_ID)
-                if want_tokens:
-                    tokens = [START_TOKEN, *tokens]
             elif not row:
                 row = [UNK_ID]
-                if want_tokens:
-                    tokens = [UNK_TOKEN]
             rows.append(row)
             if want_tokens:
-                token_rows.append(list(tokens))
+                texts = [t[2] for t in terms]
+                if start:
+                    texts.insert(0, START_TOKEN)
+                elif not texts:
+                    texts = [UNK_TOKEN]
+                token_rows.append(texts)
         lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
         width = int(lengths.max())
         ids = np.zeros((len(rows), width), dtype=np.int64)
@@ -278,10 +372,14 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     def _warn_truncated(self, n_cut, n_docs):
         if n_cut:
             kept = self.max_len - int(self.add_start_token)
+            plus = " (plus the start token)" if self.add_start_token else ""
+            if tuple(self.ngram_range) == (1, 1):
+                what = f"their first {kept} tokens{plus}."
+            else:
+                what = (f"the longest prefix of words whose terms (words and n-grams) fit in "
+                        f"{kept} positions{plus}.")
             warnings.warn(f"{n_cut} of {n_docs} documents had more than max_len={self.max_len} "
-                          f"positions and were truncated to their first {kept} tokens"
-                          + (" (plus the start token)." if self.add_start_token else "."),
-                          UserWarning, stacklevel=4)
+                          f"positions and were truncated to {what}", UserWarning, stacklevel=4)
 
     def transform(self, X):
         """Encode documents as padded id sequences.
@@ -314,9 +412,11 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         tokens : list of list of str
             ``tokens[i][j]`` is the text at ``ids[i, j]`` for every real
             position (``len(tokens[i]) == (ids[i] != 0).sum()``): ``"<start>"``
-            for the start token, and the word as written after lower-casing
-            for every other position, unknown words included (unlike
-            :meth:`inverse_transform`, which shows them as ``"<unk>"``).
+            for the start token, and the term (word, or n-gram with its words
+            joined by one space) as written after lower-casing for every
+            other position, unknown and hashed terms included (unlike
+            :meth:`inverse_transform`, which shows them as ``"<unk>"`` or
+            ``"<bucket b>"``).
         """
         return self._transform(X, want_tokens=True)
 
@@ -340,7 +440,8 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         -------
         tokens : list of list of str
             Padding is dropped; ``START_ID`` and ``UNK_ID`` are rendered as
-            ``"<start>"`` and ``"<unk>"``.
+            ``"<start>"`` and ``"<unk>"``, hash bucket ``b`` as
+            ``"<bucket b>"``.
         """
         check_is_fitted(self, "vocabulary_")
         if hasattr(X, "to_numpy"):
@@ -353,9 +454,8 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         else:
             rows = [np.asarray(row) for row in X]
         n = self.n_vocabulary_
-        id_to_token = [PAD_TOKEN, UNK_TOKEN, START_TOKEN] + [UNK_TOKEN] * (n - _N_SPECIAL)
-        for word, j in self.vocabulary_.items():
-            id_to_token[j] = word
+        id_to_token = self._id_to_token()
+        n_known = len(id_to_token)
         out = []
         for i, row in enumerate(rows):
             if row.ndim != 1:
@@ -365,5 +465,18 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
             bad = (row < 0) | (row >= n)
             if bad.any():
                 raise ValueError(f"row {i} holds id {row[bad][0]}, outside [0, {n}).")
-            out.append([id_to_token[j] for j in row.tolist() if j != PAD_ID])
+            out.append([id_to_token[j] if j < n_known else f"<bucket {j - n_known}>"
+                        for j in row.tolist() if j != PAD_ID])
         return out
+
+    def _id_to_token(self):
+        """Text of every id below the buckets: special tokens, then the vocabulary.
+
+        Returns
+        -------
+        tokens : list of str of length ``n_vocabulary_ - n_buckets``
+        """
+        tokens = [PAD_TOKEN, UNK_TOKEN, START_TOKEN] + [UNK_TOKEN] * len(self.vocabulary_)
+        for term, j in self.vocabulary_.items():
+            tokens[j] = term
+        return tokens
