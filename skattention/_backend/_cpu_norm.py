@@ -66,17 +66,22 @@ def _layer_norm_block(block, x, residual, gamma, beta, eps, out, summed, mean, r
     """Residual add and layer norm of one row block; see :func:`layer_norm_forward_serial`."""
     r0, r1 = _block_range(block, ROW_BLOCK, x.shape[0])
     d = x.shape[1]
+    # Inner loops run over 1-D row views indexed from 0, which LLVM
+    # vectorises; 2-D indexing with a row index from range(r0, r1) kept
+    # them scalar (Numba must check that index for wraparound).
     for i in range(r0, r1):
+        x_row, out_row = x[i], out[i]
         if residual is None:
-            src = x[i]
+            src = x_row
             if summed is not None:
                 summed[i, :] = src
         else:
             # Without a ``summed`` buffer the sum lives in ``out`` until it is
             # normalised in place.
-            src = out[i] if summed is None else summed[i]
+            src = out_row if summed is None else summed[i]
+            res_row = residual[i]
             for j in range(d):
-                src[j] = x[i, j] + residual[i, j]
+                src[j] = x_row[j] + res_row[j]
         mu, var = _row_mean_var(src)
         rs = 1.0 / math.sqrt(var + eps)
         mean[i] = mu
@@ -84,7 +89,7 @@ def _layer_norm_block(block, x, residual, gamma, beta, eps, out, summed, mean, r
         # Normalise with the float64 statistics: a float32 mean of a row with
         # a large offset would shift every normalised value.
         for j in range(d):
-            out[i, j] = (src[j] - mu) * rs * gamma[j] + beta[j]
+            out_row[j] = (src[j] - mu) * rs * gamma[j] + beta[j]
 
 
 @jit()
@@ -141,13 +146,15 @@ def _layer_norm_backward_block(block, grad_out, s, mean, rstd, gamma, grad_x, gr
     pg[:] = 0
     pb[:] = 0
     for i in range(r0, r1):
+        # 1-D row views indexed from 0 vectorise (see _layer_norm_block).
+        s_row, g_row, gx_row = s[i], grad_out[i], grad_x[i]
         mu = np.float64(mean[i])
         rs = np.float64(rstd[i])
         sum_gh = 0.0
         sum_ghxh = 0.0
         for j in range(d):
-            xh = (s[i, j] - mu) * rs
-            gy = grad_out[i, j]
+            xh = (s_row[j] - mu) * rs
+            gy = g_row[j]
             gh = gy * gamma[j]
             sum_gh += gh
             sum_ghxh += gh * xh
@@ -155,12 +162,15 @@ def _layer_norm_backward_block(block, grad_out, s, mean, rstd, gamma, grad_x, gr
             pb[j] += gy
         a = sum_gh / d
         b = sum_ghxh / d
-        for j in range(d):
-            xh = (s[i, j] - mu) * rs
-            v = rs * (grad_out[i, j] * gamma[j] - a - xh * b)
-            if grad_summed is not None:
-                v += grad_summed[i, j]
-            grad_x[i, j] = v
+        if grad_summed is None:
+            for j in range(d):
+                xh = (s_row[j] - mu) * rs
+                gx_row[j] = rs * (g_row[j] * gamma[j] - a - xh * b)
+        else:
+            gs_row = grad_summed[i]
+            for j in range(d):
+                xh = (s_row[j] - mu) * rs
+                gx_row[j] = rs * (g_row[j] * gamma[j] - a - xh * b) + gs_row[j]
 
 
 @jit()

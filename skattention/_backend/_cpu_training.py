@@ -20,8 +20,9 @@ over the batch, loss over samples, squared norm over the buffer) is written
 as one partial per item or per ``_CHUNK``-entry chunk, and the partials are
 summed serially in index order. The serial build uses the same decomposition.
 
-Precision: sums, exponentials and optimizer arithmetic run in float64
-scalars whatever the array dtype; results are rounded once when stored.
+Precision: sums and exponentials run in float64 scalars whatever the array
+dtype; results are rounded once when stored. The Adam update runs in the
+buffer's dtype (like torch's), so that it vectorises.
 
 As in :mod:`._cpu_attention`, serial and parallel drivers are distinct
 functions (Numba's cache key ignores ``parallel``); parallel drivers hold no
@@ -249,22 +250,47 @@ def _adam_chunk(chunk, params, grads, m, v, learning_rate, beta1, beta2, eps,
         ``sqrt(1 - beta2**step)``.
     """
     start, stop = _chunk_bounds(chunk, params.shape[0])
-    decay = 1.0 - learning_rate * weight_decay
-    for i in range(start, stop):
-        p = np.float64(params[i])
-        g = np.float64(grads[i])
-        # torch skips the decay terms entirely when weight_decay == 0, which
-        # also keeps an inf parameter from turning into 0 * inf = nan here.
-        if weight_decay != 0.0:
-            if decoupled:
-                p *= decay
-            else:
-                g += weight_decay * p
-        mi = beta1 * m[i] + (1.0 - beta1) * g
-        vi = beta2 * v[i] + (1.0 - beta2) * (g * g)
-        m[i] = mi
-        v[i] = vi
-        params[i] = p - step_size * (mi / (math.sqrt(vi) / bias2_sqrt + eps))
+    # The update runs in the buffer's dtype, as torch's Adam does, and on
+    # slices indexed from 0: both are needed for LLVM to vectorise the loop
+    # (float64 math, or indices from range(start, stop) that Numba must
+    # check for wraparound, kept it scalar and 14x slower).
+    params, grads = params[start:stop], grads[start:stop]
+    m, v = m[start:stop], v[start:stop]
+    c = np.empty(7, dtype=params.dtype)  # casts the scalars to that dtype once
+    c[0], c[1], c[2], c[3] = beta1, 1.0 - beta1, beta2, 1.0 - beta2
+    c[4], c[5], c[6] = step_size, bias2_sqrt, eps
+    b1, one_b1, b2, one_b2, size, b2_sqrt, tiny = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    # torch skips the decay terms entirely when weight_decay == 0, which
+    # also keeps an inf parameter from turning into 0 * inf = nan here. One
+    # loop per case keeps the branch out of the vectorised body.
+    if weight_decay == 0.0:
+        for i in range(params.shape[0]):
+            g = grads[i]
+            mi = b1 * m[i] + one_b1 * g
+            vi = b2 * v[i] + one_b2 * (g * g)
+            m[i] = mi
+            v[i] = vi
+            params[i] = params[i] - size * (mi / (math.sqrt(vi) / b2_sqrt + tiny))
+    elif decoupled:
+        c[0] = 1.0 - learning_rate * weight_decay
+        decay = c[0]
+        for i in range(params.shape[0]):
+            g = grads[i]
+            mi = b1 * m[i] + one_b1 * g
+            vi = b2 * v[i] + one_b2 * (g * g)
+            m[i] = mi
+            v[i] = vi
+            params[i] = params[i] * decay - size * (mi / (math.sqrt(vi) / b2_sqrt + tiny))
+    else:
+        c[0] = weight_decay
+        decay_rate = c[0]
+        for i in range(params.shape[0]):
+            g = grads[i] + decay_rate * params[i]
+            mi = b1 * m[i] + one_b1 * g
+            vi = b2 * v[i] + one_b2 * (g * g)
+            m[i] = mi
+            v[i] = vi
+            params[i] = params[i] - size * (mi / (math.sqrt(vi) / b2_sqrt + tiny))
 
 
 @jit()

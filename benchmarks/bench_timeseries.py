@@ -1,0 +1,471 @@
+"""Time series classification: skattention's AttentionClassifier vs aeon's MiniRocket.
+
+Accuracy and fit time on three UCR/UEA problems that aeon's wheel ships
+(GunPoint, ItalyPowerDemand, BasicMotions), with their official train/test
+splits, in one run.
+
+aeon 1.x pins numba < 0.64 (and pandas < 3.1), so it cannot share
+skattention's environment. This script runs in skattention's environment and
+runs itself a second time, under ``--aeon-python``, in a separate virtual
+environment that has aeon::
+
+    python3 -m venv /tmp/aeon-venv && /tmp/aeon-venv/bin/pip install aeon
+    python benchmarks/bench_timeseries.py --aeon-python /tmp/aeon-venv/bin/python
+
+(from a checkout with skattention installed, or with ``PYTHONPATH=.``). The
+aeon side loads each problem from the copy bundled with aeon (nothing is
+downloaded), writes the train/test arrays to ``.npz`` files in a temporary
+folder and fits ``MiniRocketClassifier`` (MiniRocket -> StandardScaler ->
+RidgeClassifierCV, aeon's standard pipeline) on them, writing accuracies and
+fit times to a ``.json`` file. This side reads the same arrays and fits
+``AttentionClassifier`` on them (aeon's ``(n_cases, n_channels,
+n_timepoints)`` layout, so ``channels_first=True``).
+
+How the AttentionClassifier settings are chosen (on the training split only;
+the test split is used for nothing but the final scores):
+
+* fixed, by reasoning about 40-67 training cases: a small network
+  (``d_model=32``, 4 heads, 1 layer, about 10k parameters), no dropout,
+  mini-batches of 16 (several updates per epoch), Adam at 1e-3 for a fixed
+  150 epochs. The loss-plateau stop is switched off
+  (``n_iter_no_change=max_iter``): these losses sit at log(2) for the first
+  tens of epochs and the default rule stops there; ``early_stopping`` would
+  hold out 4-7 cases, too few to score on.
+* cross-validated per problem (5-fold stratified ``GridSearchCV`` on the
+  training split, one seed): the preprocessing, applied identically to train
+  and test inside a ``Pipeline`` by :class:`SeriesTokenizer`:
+
+  - ``normalize``: "series" (z-normalise every series per channel, the UCR
+    convention) or "global" (one mean and scale per channel fitted on the
+    training cases, which keeps differences in amplitude between cases);
+  - ``patch_len``: 1 (one token per time point) or 8 (overlapping windows of
+    8 points with stride 4, one token each, as in PatchTST), so that a token
+    carries local shape instead of a single value.
+
+  Ties go to the earlier candidate (series before global, patches before
+  points).
+
+Both libraries run their Numba kernels on ``--n-jobs`` threads (default 2).
+Each is warmed up on the problem (untimed) before its timed fits, so no fit
+time includes JIT compilation. Each reported number is the mean (± standard
+deviation) over ``--seeds`` (default 0 1 2) of a fit on the full training
+split and a score on the test split.
+
+Run ``--help`` for the options; the markdown report goes to stdout and to
+``benchmarks/results_timeseries.md``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+DATASETS = ("GunPoint", "ItalyPowerDemand", "BasicMotions")
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUTPUT = os.path.join(HERE, "results_timeseries.md")
+
+# Fixed AttentionClassifier settings (see the module docstring for why).
+MAX_ITER = 150
+FIXED_PARAMS = dict(d_model=32, n_heads=4, n_layers=1, dropout=0.0, solver="adam",
+                    learning_rate_init=1e-3, batch_size=16, max_iter=MAX_ITER,
+                    n_iter_no_change=MAX_ITER, alpha=1e-4, pooling="attention",
+                    positional="sinusoidal", channels_first=True)
+# Cross-validated preprocessing (candidate order breaks ties).
+PARAM_GRID = [
+    {"tokens__normalize": ["series"], "tokens__patch_len": [8, 1]},
+    {"tokens__normalize": ["global"], "tokens__patch_len": [8, 1]},
+]
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def mean_std(values):
+    values = list(values)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+# ------------------------------------------------------------------ aeon side
+# Runs under --aeon-python; imports aeon, numpy and scikit-learn only.
+
+def aeon_worker(workdir, names, seeds, n_jobs):
+    """Export each bundled problem to ``workdir`` and benchmark MiniRocket on it."""
+    import aeon
+    import numba
+    import sklearn
+    from aeon.classification.convolution_based import MiniRocketClassifier
+    from aeon.datasets import load_classification
+
+    bundled = os.path.join(os.path.dirname(aeon.__file__), "datasets", "data")
+    results = {"aeon": aeon.__version__, "numba": numba.__version__, "numpy": np.__version__,
+               "sklearn": sklearn.__version__, "python": platform.python_version(),
+               "datasets": {}}
+    for name in names:
+        if not os.path.isfile(os.path.join(bundled, name, f"{name}_TRAIN.ts")):
+            raise SystemExit(f"{name} is not bundled with aeon {aeon.__version__} "
+                             f"(looked in {bundled}); refusing to download it.")
+        # extract_path points at aeon's own data folder: the bundled files
+        # are read and nothing is fetched.
+        X_train, y_train = load_classification(name, split="train", extract_path=bundled)
+        X_test, y_test = load_classification(name, split="test", extract_path=bundled)
+        X_train, X_test = (np.ascontiguousarray(a, dtype=np.float64) for a in (X_train, X_test))
+        y_train, y_test = (np.asarray(a).astype(str) for a in (y_train, y_test))
+        np.savez(os.path.join(workdir, f"{name}.npz"), X_train=X_train, y_train=y_train,
+                 X_test=X_test, y_test=y_test)
+
+        # Warm-up (JIT compilation or loading aeon's Numba cache), untimed.
+        MiniRocketClassifier(n_jobs=n_jobs, random_state=0).fit(X_train, y_train)
+        runs = []
+        for seed in seeds:
+            clf = MiniRocketClassifier(n_jobs=n_jobs, random_state=seed)
+            start = time.perf_counter()
+            clf.fit(X_train, y_train)
+            fit_s = time.perf_counter() - start
+            start = time.perf_counter()
+            accuracy = float(np.mean(clf.predict(X_test) == y_test))
+            predict_s = time.perf_counter() - start
+            runs.append({"seed": seed, "accuracy": accuracy, "fit_s": fit_s,
+                         "predict_s": predict_s})
+            print(f"[aeon] {name} seed {seed}: accuracy {accuracy:.4f}, fit {fit_s:.2f} s",
+                  file=sys.stderr, flush=True)
+        results["datasets"][name] = {"runs": runs}
+    results["numba_threads"] = numba.get_num_threads()
+    results["numba_threading_layer"] = _threading_layer(numba)
+    with open(os.path.join(workdir, "aeon_results.json"), "w") as handle:
+        json.dump(results, handle, indent=1)
+
+
+def _threading_layer(numba):
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run
+        return "not initialised"
+
+
+# ----------------------------------------------------------- skattention side
+
+def _import_skattention():
+    try:
+        import skattention
+    except ImportError:  # running from a checkout that is not installed
+        sys.path.insert(0, os.path.dirname(HERE))
+        import skattention
+    return skattention
+
+
+def make_tokenizer_class():
+    from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.utils.validation import check_is_fitted
+
+    class SeriesTokenizer(TransformerMixin, BaseEstimator):
+        """Normalise series and cut them into tokens, in aeon's layout.
+
+        Parameters
+        ----------
+        normalize : {"series", "global", "none"}, default="series"
+            "series": z-normalise each series of each channel over time;
+            "global": subtract and divide by each channel's mean and standard
+            deviation over all training cases and time points.
+        patch_len : int, default=1
+            Points per token: 1 keeps one token per time point; larger values
+            make each token a window of ``patch_len`` points (its features
+            are channel-major: channel 0's points, then channel 1's, ...).
+        stride : int or None, default=None
+            Step between windows; None means ``max(1, patch_len // 2)``. A
+            last window ending on the final point is added when the stride
+            does not land there.
+
+        Input and output are ``(n_cases, n_channels, n_timepoints)``; the
+        output has ``n_channels * patch_len`` channels and one time point
+        per token.
+        """
+
+        def __init__(self, normalize="series", patch_len=1, stride=None):
+            self.normalize = normalize
+            self.patch_len = patch_len
+            self.stride = stride
+
+        def fit(self, X, y=None):
+            X = self._check(X)
+            if self.normalize == "global":
+                self.mean_ = X.mean(axis=(0, 2))
+                self.scale_ = X.std(axis=(0, 2))
+                self.scale_[self.scale_ == 0] = 1.0
+            self.n_timepoints_ = X.shape[2]
+            return self
+
+        def _check(self, X):
+            X = np.asarray(X, dtype=np.float64)
+            if X.ndim != 3:
+                raise ValueError(f"Expected (n_cases, n_channels, n_timepoints); got {X.shape}.")
+            if self.normalize not in ("series", "global", "none"):
+                raise ValueError(f"Unknown normalize={self.normalize!r}.")
+            return X
+
+        def transform(self, X):
+            check_is_fitted(self, "n_timepoints_")
+            X = self._check(X)
+            if self.normalize == "series":
+                scale = X.std(axis=2, keepdims=True)
+                scale[scale == 0] = 1.0
+                X = (X - X.mean(axis=2, keepdims=True)) / scale
+            elif self.normalize == "global":
+                X = (X - self.mean_[None, :, None]) / self.scale_[None, :, None]
+            length = self.patch_len
+            if length == 1:
+                return X
+            n_cases, n_channels, n_timepoints = X.shape
+            length = min(length, n_timepoints)
+            stride = self.stride or max(1, length // 2)
+            starts = list(range(0, n_timepoints - length + 1, stride))
+            if starts[-1] != n_timepoints - length:
+                starts.append(n_timepoints - length)
+            index = np.asarray(starts)[:, None] + np.arange(length)   # (tokens, length)
+            windows = X[:, :, index]                   # (cases, channels, tokens, length)
+            return np.ascontiguousarray(
+                windows.transpose(0, 1, 3, 2).reshape(n_cases, n_channels * length, len(starts)))
+
+    return SeriesTokenizer
+
+
+def skattention_side(workdir, names, seeds, n_jobs, cv_folds):
+    import warnings
+
+    import numba
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    skattention = _import_skattention()
+    from skattention import AttentionClassifier
+
+    # A fixed epoch budget is the plan, so "max_iter reached" is expected.
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    SeriesTokenizer = make_tokenizer_class()
+
+    def pipeline(seed, **params):
+        return Pipeline([
+            ("tokens", SeriesTokenizer()),
+            ("clf", AttentionClassifier(**{**FIXED_PARAMS, **params}, n_jobs=n_jobs,
+                                        random_state=seed)),
+        ])
+
+    results = {"skattention": skattention.__version__, "numba": numba.__version__,
+               "numpy": np.__version__, "sklearn": sklearn.__version__,
+               "python": platform.python_version(), "datasets": {}}
+    for name in names:
+        data = np.load(os.path.join(workdir, f"{name}.npz"))
+        X_train, y_train, X_test, y_test = (data[k] for k in
+                                            ("X_train", "y_train", "X_test", "y_test"))
+        # Warm-up of every candidate on this problem's shapes (untimed), so
+        # that neither the search nor the timed fits include JIT compilation.
+        for candidate in ParameterGrid(PARAM_GRID):
+            pipeline(seed=0).set_params(**candidate, clf__max_iter=1).fit(X_train, y_train)
+        # Model selection on the training split only.
+        start = time.perf_counter()
+        search = GridSearchCV(pipeline(seed=0), PARAM_GRID, refit=False,
+                              cv=StratifiedKFold(cv_folds, shuffle=True, random_state=0))
+        search.fit(X_train, y_train)
+        search_s = time.perf_counter() - start
+        chosen = search.best_params_
+        cv_table = [(dict(p), float(m), float(s)) for p, m, s in zip(
+            search.cv_results_["params"], search.cv_results_["mean_test_score"],
+            search.cv_results_["std_test_score"])]
+        log(f"[skattention] {name}: CV ({search_s:.1f} s) "
+            + "; ".join(f"{_describe(p)}: {m:.3f}" for p, m, _ in cv_table)
+            + f" -> {_describe(chosen)}")
+
+        runs = []
+        for seed in seeds:
+            model = pipeline(seed=seed).set_params(**chosen)
+            start = time.perf_counter()
+            model.fit(X_train, y_train)
+            fit_s = time.perf_counter() - start
+            start = time.perf_counter()
+            accuracy = float(np.mean(model.predict(X_test) == y_test))
+            predict_s = time.perf_counter() - start
+            runs.append({"seed": seed, "accuracy": accuracy, "fit_s": fit_s,
+                         "predict_s": predict_s,
+                         "train_accuracy": float(model.score(X_train, y_train))})
+            log(f"[skattention] {name} seed {seed}: accuracy {accuracy:.4f}, fit {fit_s:.2f} s")
+        results["datasets"][name] = {
+            "runs": runs, "chosen": chosen, "cv": cv_table, "search_s": search_s,
+            "shape_train": list(X_train.shape), "n_test": int(X_test.shape[0]),
+            "n_classes": int(np.unique(y_train).size)}
+    results["numba_threads"] = numba.get_num_threads()
+    results["numba_threading_layer"] = _threading_layer(numba)
+    return results
+
+
+def _describe(params):
+    patch = params["tokens__patch_len"]
+    tokens = "points" if patch == 1 else f"patches {patch}/{max(1, patch // 2)}"
+    return f"{params['tokens__normalize']} z-norm, {tokens}"
+
+
+# ------------------------------------------------------------------- report
+
+def _machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+
+
+def _git_revision():
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=HERE, capture_output=True, text=True).stdout.strip()
+        return head + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def report(ours, theirs, args, command, started, load_before, load_after, total_s):
+    lines = []
+    add = lines.append
+    add("# AttentionClassifier vs MiniRocket on bundled UCR/UEA problems")
+    add("")
+    add(f"Measured {started:%Y-%m-%d %H:%M} UTC on {_machine()} (shared: 1/5/15-min load "
+        f"average {'/'.join(f'{v:.1f}' for v in load_before)} before the run, "
+        f"{'/'.join(f'{v:.1f}' for v in load_after)} after); whole run {total_s / 60:.1f} min.")
+    add("")
+    add("```")
+    add(command)
+    add("```")
+    add("")
+    add(f"* skattention {ours['skattention']} (git {_git_revision()}), numba {ours['numba']}, "
+        f"numpy {ours['numpy']}, scikit-learn {ours['sklearn']}, Python {ours['python']}; "
+        f"kernels on {args.n_jobs} thread(s) (`n_jobs={args.n_jobs}`; Numba pool "
+        f"{ours['numba_threads']} threads, threading layer {ours['numba_threading_layer']}).")
+    add(f"* aeon {theirs['aeon']}, numba {theirs['numba']}, numpy {theirs['numpy']}, "
+        f"scikit-learn {theirs['sklearn']}, Python {theirs['python']} (separate venv); "
+        f"`MiniRocketClassifier(n_jobs={args.n_jobs})` = MiniRocket (10,000 kernels) -> "
+        f"StandardScaler -> RidgeClassifierCV (Numba pool {theirs['numba_threads']} threads, "
+        f"threading layer {theirs['numba_threading_layer']}).")
+    add(f"* Official train/test splits from the copies bundled in aeon's wheel. Accuracy on "
+        f"the test split and fit wall time on the training split, mean ± std over seeds "
+        f"{', '.join(map(str, args.seeds))} (both estimators take `random_state`); each side "
+        f"warmed up (untimed) on the problem first, so no time includes JIT compilation. "
+        f"skattention's fit time includes its preprocessing; its model-selection time is "
+        f"listed separately.")
+    add("")
+    add("| dataset | train / test | length | channels | classes | MiniRocket accuracy | "
+        "MiniRocket fit s | skattention accuracy | skattention fit s | difference (points) |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
+    mr_means, sk_means = [], []
+    for name in args.datasets:
+        mine, other = ours["datasets"][name], theirs["datasets"][name]
+        n_train, n_channels, length = mine["shape_train"]
+        mr_acc = mean_std(r["accuracy"] for r in other["runs"])
+        mr_fit = mean_std(r["fit_s"] for r in other["runs"])
+        sk_acc = mean_std(r["accuracy"] for r in mine["runs"])
+        sk_fit = mean_std(r["fit_s"] for r in mine["runs"])
+        mr_means.append(mr_acc[0])
+        sk_means.append(sk_acc[0])
+        add(f"| {name} | {n_train} / {mine['n_test']} | {length} | {n_channels} | "
+            f"{mine['n_classes']} | {mr_acc[0]:.4f} ± {mr_acc[1]:.4f} | "
+            f"{mr_fit[0]:.2f} ± {mr_fit[1]:.2f} | {sk_acc[0]:.4f} ± {sk_acc[1]:.4f} | "
+            f"{sk_fit[0]:.2f} ± {sk_fit[1]:.2f} | {100 * (sk_acc[0] - mr_acc[0]):+.1f} |")
+    mr_mean, sk_mean = statistics.fmean(mr_means), statistics.fmean(sk_means)
+    gap = 100 * (sk_mean - mr_mean)
+    add(f"| **mean** | | | | | **{mr_mean:.4f}** | | **{sk_mean:.4f}** | | **{gap:+.1f}** |")
+    add("")
+    verdict = ("met" if gap >= -2.0 else f"missed by {-gap - 2.0:.1f} points")
+    add(f"Target (mean accuracy within 2 points of MiniRocket): **{verdict}** "
+        f"(skattention {gap:+.1f} points).")
+    add("")
+    add("## AttentionClassifier settings and how they were chosen")
+    add("")
+    fixed = ", ".join(f"{k}={v!r}" for k, v in FIXED_PARAMS.items())
+    add(f"Fixed for all problems: `{fixed}` (small network for 40-67 training cases, no "
+        f"dropout, fixed 150-epoch budget with the loss-plateau stop off).")
+    add("")
+    add(f"Preprocessing chosen per problem by {args.cv_folds}-fold stratified `GridSearchCV` "
+        f"on the training split only (seed 0; ties go to the first candidate listed): "
+        f"`SeriesTokenizer(normalize, patch_len)` in a `Pipeline` before the classifier, "
+        f"identical for train and test.")
+    add("")
+    add("| dataset | CV accuracy per candidate (train split) | chosen | search s |")
+    add("|---|---|---|---|")
+    for name in args.datasets:
+        mine = ours["datasets"][name]
+        cells = "; ".join(f"{_describe(p)}: {m:.3f} ± {s:.3f}" for p, m, s in mine["cv"])
+        add(f"| {name} | {cells} | {_describe(mine['chosen'])} | {mine['search_s']:.1f} |")
+    add("")
+    add("Per-seed test accuracies: " + "; ".join(
+        f"{name}: MiniRocket "
+        + ", ".join(f"{r['accuracy']:.4f}" for r in theirs["datasets"][name]["runs"])
+        + " / skattention "
+        + ", ".join(f"{r['accuracy']:.4f}" for r in ours["datasets"][name]["runs"])
+        for name in args.datasets) + ".")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------- main
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--aeon-python", default=os.environ.get("AEON_PYTHON"),
+                        help="python of a virtual environment with aeon installed "
+                             "(default: $AEON_PYTHON)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--n-jobs", type=int, default=2,
+                        help="kernel threads for both libraries (default 2)")
+    parser.add_argument("--cv-folds", type=int, default=5)
+    parser.add_argument("--output", default=DEFAULT_OUTPUT,
+                        help="markdown report path ('' to skip writing)")
+    parser.add_argument("--aeon-worker", metavar="WORKDIR", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.aeon_worker:
+        aeon_worker(args.aeon_worker, args.datasets, args.seeds, args.n_jobs)
+        return 0
+    if not args.aeon_python:
+        parser.error("--aeon-python is required (a python with aeon installed; see the "
+                     "module docstring)")
+
+    command = "python " + " ".join(
+        [os.path.relpath(os.path.abspath(__file__))] + (sys.argv[1:] if argv is None else argv))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_timeseries_") as workdir:
+        log(f"[aeon] exporting the data and fitting MiniRocket with {args.aeon_python}")
+        subprocess.run([args.aeon_python, os.path.abspath(__file__), "--aeon-worker", workdir,
+                        "--datasets", *args.datasets, "--seeds", *map(str, args.seeds),
+                        "--n-jobs", str(args.n_jobs)], check=True)
+        with open(os.path.join(workdir, "aeon_results.json")) as handle:
+            theirs = json.load(handle)
+        ours = skattention_side(workdir, args.datasets, args.seeds, args.n_jobs, args.cv_folds)
+    text = report(ours, theirs, args, command, started, load_before, os.getloadavg(),
+                  time.perf_counter() - t0)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(text)
+        log(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
