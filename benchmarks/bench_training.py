@@ -87,18 +87,19 @@ class SkattentionRunner:
     def train_step(self, X, mask, targets, weights):
         """forward + loss gradient + backward + finite check + Adam (as ``run_epoch``)."""
         network, backend = self.network, self.backend
-        t0 = time.perf_counter()
-        output, cache = network.forward(self.params, X, mask, training=True,
-                                        random_state=self.rng)
-        t1 = time.perf_counter()
-        grad_output = backend.empty(output.shape, output.dtype)
-        backend.softmax_cross_entropy(output, targets, weights, grad_output)
-        grads = network.backward(self.params, cache, grad_output)
-        if not backend.all_finite(grads):
-            raise FloatingPointError("non-finite gradient")
-        t2 = time.perf_counter()
-        self.optimizer.step(self.params, grads)
-        t3 = time.perf_counter()
+        with backend.reuse_buffers("train"):  # as run_epoch does
+            t0 = time.perf_counter()
+            output, cache = network.forward(self.params, X, mask, training=True,
+                                            random_state=self.rng)
+            t1 = time.perf_counter()
+            grad_output = backend.empty(output.shape, output.dtype)
+            backend.softmax_cross_entropy(output, targets, weights, grad_output)
+            grads = network.backward(self.params, cache, grad_output)
+            if not backend.all_finite(grads):
+                raise FloatingPointError("non-finite gradient")
+            t2 = time.perf_counter()
+            self.optimizer.step(self.params, grads)
+            t3 = time.perf_counter()
         self.phases["forward"].append(t1 - t0)
         self.phases["loss+backward"].append(t2 - t1)
         self.phases["optimizer"].append(t3 - t2)

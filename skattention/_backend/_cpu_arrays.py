@@ -11,9 +11,69 @@ Shape letters: ``N`` sequences, ``L`` positions, ``H`` heads, ``Dh`` head
 width, ``C`` columns of a token-row matrix, ``M`` columns of a reduction.
 """
 
+import contextlib
+
 import numpy as np
+from numba import prange
+
+from .._jit import jit
 
 __all__ = ["CPUArrayOps"]
+
+
+# Head layout copies as Numba kernels: NumPy's transposed copyto runs on one
+# thread at ~2 ns per element, and four of them per layer cost inference more
+# than its attention (256 x 128 tokens, 1 layer: 17 ms of 100).
+
+
+@jit()
+def _split_item(item, x, out, offset):
+    n_heads, length, width = out.shape[1], out.shape[2], out.shape[3]
+    n, h = item // n_heads, item % n_heads
+    dst = out[n, h]
+    start = offset + h * width
+    for position in range(length):
+        src = x[n * length + position, start:start + width]
+        row = dst[position]
+        for e in range(width):
+            row[e] = src[e]
+
+
+@jit()
+def _merge_item(item, x, out, offset):
+    n_heads, length, width = x.shape[1], x.shape[2], x.shape[3]
+    n, h = item // n_heads, item % n_heads
+    src = x[n, h]
+    start = offset + h * width
+    for position in range(length):
+        dst = out[n * length + position, start:start + width]
+        row = src[position]
+        for e in range(width):
+            dst[e] = row[e]
+
+
+@jit()
+def split_heads_serial(x, out, offset):
+    for item in range(out.shape[0] * out.shape[1]):
+        _split_item(item, x, out, offset)
+
+
+@jit(parallel=True)
+def split_heads_parallel(x, out, offset):
+    for item in prange(out.shape[0] * out.shape[1]):
+        _split_item(item, x, out, offset)
+
+
+@jit()
+def merge_heads_serial(x, out, offset):
+    for item in range(x.shape[0] * x.shape[1]):
+        _merge_item(item, x, out, offset)
+
+
+@jit(parallel=True)
+def merge_heads_parallel(x, out, offset):
+    for item in prange(x.shape[0] * x.shape[1]):
+        _merge_item(item, x, out, offset)
 
 
 class CPUArrayOps:
@@ -24,6 +84,9 @@ class CPUArrayOps:
     def empty(self, shape, dtype):
         """An uninitialised C-contiguous array on this backend.
 
+        Inside :meth:`reuse_buffers`, the k-th request of a pass returns the
+        k-th array of the previous pass when its shape and dtype match.
+
         Parameters
         ----------
         shape : tuple of int
@@ -33,11 +96,53 @@ class CPUArrayOps:
         -------
         array : ndarray
         """
-        return np.empty(shape, dtype=dtype)
+        pool = getattr(self, "_pool", None)
+        if pool is None:
+            return np.empty(shape, dtype=dtype)
+        shape = tuple(int(n) for n in (shape if isinstance(shape, tuple) else (shape,)))
+        dtype = np.dtype(dtype)
+        index = self._pool_index
+        self._pool_index += 1
+        if index < len(pool) and pool[index].shape == shape and pool[index].dtype == dtype:
+            return pool[index]
+        array = np.empty(shape, dtype=dtype)
+        if index < len(pool):
+            pool[index] = array
+        else:
+            pool.append(array)
+        return array
 
     def zeros(self, shape, dtype):
-        """A zero-filled C-contiguous array on this backend."""
-        return np.zeros(shape, dtype=dtype)
+        """A zero-filled C-contiguous array on this backend (see :meth:`empty`)."""
+        array = self.empty(shape, dtype)
+        array.fill(0)
+        return array
+
+    @contextlib.contextmanager
+    def reuse_buffers(self, key):
+        """Recycle the arrays of one pass (forward, or a training step) in the next.
+
+        A fresh large ``np.empty`` is fresh memory from the OS: writing it
+        page-faults and zero-fills every page, which cost more than the
+        layer norm that wrote it (4 ms against 1 ms on 32,768 x 64 rows).
+        Passes over batches of one shape request the same arrays in the same
+        order, so the k-th request of a pass gets the k-th array of the
+        previous pass with that ``key``. Only use it where nothing from the
+        previous pass is read again (its arrays are overwritten); results
+        that outlive the pass must be copied.
+
+        Parameters
+        ----------
+        key : str
+            Separate pools for separate kinds of pass ("train", "predict").
+        """
+        pools = self.__dict__.setdefault("_pools", {})
+        saved = getattr(self, "_pool", None), getattr(self, "_pool_index", 0)
+        self._pool, self._pool_index = pools.setdefault(key, []), 0
+        try:
+            yield
+        finally:
+            self._pool, self._pool_index = saved
 
     def asarray(self, array, dtype):
         """Bring an array onto this backend's memory as a C-contiguous array.
@@ -77,9 +182,11 @@ class CPUArrayOps:
             Receives ``out[n, h, l, e] = x[n*L + l, offset + h*Dh + e]``.
         offset : int, default=0
         """
-        batch, _, length, width = out.shape
-        block = x[:, offset:offset + n_heads * width]
-        np.copyto(out, block.reshape(batch, length, n_heads, width).transpose(0, 2, 1, 3))
+        if out.shape[1] != n_heads or x.shape[0] != out.shape[0] * out.shape[2] or \
+                x.shape[1] < offset + n_heads * out.shape[3]:
+            raise ValueError(f"split_heads: x {x.shape} does not hold {n_heads} heads of "
+                             f"out {out.shape} at column {offset}.")
+        self.run(split_heads_serial, split_heads_parallel, x, out, offset)
 
     def merge_heads(self, x, out, offset=0):
         """Per-head blocks to token rows; the inverse of :meth:`split_heads`.
@@ -94,8 +201,10 @@ class CPUArrayOps:
         offset : int, default=0
         """
         batch, n_heads, length, width = x.shape
-        block = out[:, offset:offset + n_heads * width]
-        np.copyto(block.reshape(batch, length, n_heads, width), x.transpose(0, 2, 1, 3))
+        if out.shape[0] != batch * length or out.shape[1] < offset + n_heads * width:
+            raise ValueError(f"merge_heads: out {out.shape} cannot hold x {x.shape} at "
+                             f"column {offset}.")
+        self.run(merge_heads_serial, merge_heads_parallel, x, out, offset)
 
     # ------------------------------------------------------ elementwise
 

@@ -28,6 +28,7 @@ Kernel conventions (shared by :mod:`._cuda_layers` and :mod:`._cuda_training`):
 Shape letters as in :mod:`._cpu_arrays`.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -280,6 +281,10 @@ class CUDAArrayOps:
     """
 
     # ---------------------------------------------------------- memory
+
+    def reuse_buffers(self, key):
+        """No-op context (the CPU backend's buffer recycling; see ``CPUArrayOps``)."""
+        return contextlib.nullcontext()
 
     def empty(self, shape, dtype):
         """An uninitialised C-contiguous device array.

@@ -658,7 +658,8 @@ class AttentionNetwork:
         -------
         output : ndarray of shape (N, n_outputs)
         """
-        return self._host(self._run(params, X, mask)["output"])
+        with self.backend.reuse_buffers("predict"):
+            return np.array(self._host(self._run(params, X, mask)["output"]))
 
     def transform(self, params, X, mask):
         """The pooled representation that the head reads.
@@ -673,7 +674,8 @@ class AttentionNetwork:
         -------
         pooled : ndarray of shape (N, d_model)
         """
-        return self._host(self._run(params, X, mask, until="pooled")["pooled"])
+        with self.backend.reuse_buffers("predict"):
+            return np.array(self._host(self._run(params, X, mask, until="pooled")["pooled"]))
 
     def explain(self, params, X, mask, all_layers=False):
         """Attention weights of a forward pass (no dropout).
@@ -696,11 +698,12 @@ class AttentionNetwork:
             Only with ``all_layers=True`` (then a tuple ``(pooling, layers)``
             is returned): each layer's self-attention weights, rows over keys.
         """
-        result = self._run(params, X, mask, store_weights=all_layers, until="pooled")
-        pooling = np.array(self._host(result["pool_weights"]))
-        if not all_layers:
-            return pooling
-        return pooling, [self._host(weights) for weights in result["layer_weights"]]
+        with self.backend.reuse_buffers("predict"):
+            result = self._run(params, X, mask, store_weights=all_layers, until="pooled")
+            pooling = np.array(self._host(result["pool_weights"]))
+            if not all_layers:
+                return pooling
+            return pooling, [np.array(self._host(weights)) for weights in result["layer_weights"]]
 
     def _host(self, array):
         """A NumPy array of a backend array (host arrays pass through)."""

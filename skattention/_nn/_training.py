@@ -157,19 +157,22 @@ def run_epoch(network, optimizer, params, inputs, mask, targets, sample_weight, 
         weight_sum = float(batch_weight.sum())
         if weight_sum <= 0:
             continue
-        output, cache = network.forward(params, inputs[batch], mask[batch], training=True,
-                                        random_state=rng)
-        grad_output = network.backend.empty(output.shape, output.dtype)
-        loss = loss_fn(output, targets[batch], batch_weight, grad_output)
-        grads = network.backward(params, cache, grad_output)
-        if not network.backend.all_finite(grads):
-            raise FloatingPointError(
-                "non-finite gradient during training; lower learning_rate_init or set "
-                "max_grad_norm."
-            )
-        if max_grad_norm is not None:
-            optimizer.backend.clip_grad_norm(grads, max_grad_norm)
-        optimizer.step(params, grads)
+        # Each step reuses the previous step's activation and gradient
+        # arrays: nothing of a step is read after it (see reuse_buffers).
+        with network.backend.reuse_buffers("train"):
+            output, cache = network.forward(params, inputs[batch], mask[batch], training=True,
+                                            random_state=rng)
+            grad_output = network.backend.empty(output.shape, output.dtype)
+            loss = loss_fn(output, targets[batch], batch_weight, grad_output)
+            grads = network.backward(params, cache, grad_output)
+            if not network.backend.all_finite(grads):
+                raise FloatingPointError(
+                    "non-finite gradient during training; lower learning_rate_init or set "
+                    "max_grad_norm."
+                )
+            if max_grad_norm is not None:
+                optimizer.backend.clip_grad_norm(grads, max_grad_norm)
+            optimizer.step(params, grads)
         total_loss += loss * weight_sum
         total_weight += weight_sum
     if total_weight == 0:

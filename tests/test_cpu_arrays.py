@@ -1,0 +1,74 @@
+"""The CPU backend's array operations: head layouts and buffer recycling."""
+
+import numpy as np
+import pytest
+
+from skattention._backend._cpu import CPUBackend
+from skattention._nn import AttentionNetwork, NetworkConfig
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("offset", [0, 6])
+def test_split_and_merge_heads_match_numpy_transposes(n_threads, offset):
+    backend = CPUBackend(n_threads=n_threads)
+    rng = np.random.default_rng(0)
+    batch, length, heads, width = 3, 5, 2, 3
+    x = rng.normal(size=(batch * length, offset + heads * width + 4)).astype(np.float32)
+    out = np.full((batch, heads, length, width), np.nan, dtype=np.float32)
+    backend.split_heads(x, heads, out, offset=offset)
+    block = x[:, offset:offset + heads * width].reshape(batch, length, heads, width)
+    np.testing.assert_array_equal(out, block.transpose(0, 2, 1, 3))
+
+    rows = np.full_like(x, -7.0)
+    backend.merge_heads(out, rows, offset=offset)
+    np.testing.assert_array_equal(rows[:, offset:offset + heads * width],
+                                  x[:, offset:offset + heads * width])
+    untouched = np.ones(x.shape[1], dtype=bool)
+    untouched[offset:offset + heads * width] = False
+    assert (rows[:, untouched] == -7.0).all()
+
+
+def test_split_heads_refuses_a_layout_that_does_not_fit():
+    backend = CPUBackend(n_threads=1)
+    with pytest.raises(ValueError, match="split_heads"):
+        backend.split_heads(np.zeros((10, 4), np.float32), 2, np.zeros((2, 2, 5, 3), np.float32))
+    with pytest.raises(ValueError, match="merge_heads"):
+        backend.merge_heads(np.zeros((2, 2, 5, 3), np.float32), np.zeros((10, 4), np.float32))
+
+
+def test_reuse_buffers_hands_back_the_previous_pass_arrays_in_order():
+    backend = CPUBackend(n_threads=1)
+    with backend.reuse_buffers("a"):
+        first = [backend.empty((4, 3), np.float32), backend.zeros(5, np.float64)]
+    first[1][:] = 9.0
+    with backend.reuse_buffers("a"):
+        again = [backend.empty((4, 3), np.float32), backend.zeros(5, np.float64),
+                 backend.empty(2, np.float32)]
+        with backend.reuse_buffers("b"):  # another key has its own pool
+            other = backend.empty((4, 3), np.float32)
+    assert again[0] is first[0] and again[1] is first[1]
+    assert not again[1].any()  # zeros() zeroes a recycled array
+    assert other is not first[0]
+    with backend.reuse_buffers("a"):
+        changed = backend.empty((4, 4), np.float32)  # another shape: a new array
+    assert changed is not first[0] and changed.shape == (4, 4)
+    assert backend.empty((4, 3), np.float32) is not first[0]  # outside: always fresh
+
+
+def test_predictions_do_not_share_memory_between_calls():
+    config = NetworkConfig(input_kind="values", n_inputs=2, max_len=6, d_model=8, n_heads=2,
+                           n_layers=1, d_ff=8, n_outputs=3)
+    network = AttentionNetwork(config, CPUBackend(n_threads=1))
+    params = network.init_params(0)
+    rng = np.random.default_rng(1)
+    X1, X2 = rng.normal(size=(2, 4, 6, 2))
+    mask = np.ones((4, 6), dtype=bool)
+    first = network.predict(params, X1, mask)
+    kept = first.copy()
+    second = network.predict(params, X2, mask)
+    np.testing.assert_array_equal(first, kept)  # not overwritten by the second call
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(network.predict(params, X2, mask), second)
+    pooled = network.transform(params, X1, mask)
+    network.transform(params, X2, mask)
+    np.testing.assert_array_equal(pooled, network.transform(params, X1, mask))
