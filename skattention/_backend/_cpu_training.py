@@ -260,28 +260,11 @@ def _adam_chunk(chunk, params, grads, m, v, learning_rate, beta1, beta2, eps,
     c[0], c[1], c[2], c[3] = beta1, 1.0 - beta1, beta2, 1.0 - beta2
     c[4], c[5], c[6] = step_size, bias2_sqrt, eps
     b1, one_b1, b2, one_b2, size, b2_sqrt, tiny = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
-    # torch skips the decay terms entirely when weight_decay == 0, which
-    # also keeps an inf parameter from turning into 0 * inf = nan here. One
-    # loop per case keeps the branch out of the vectorised body.
-    if weight_decay == 0.0:
-        for i in range(params.shape[0]):
-            g = grads[i]
-            mi = b1 * m[i] + one_b1 * g
-            vi = b2 * v[i] + one_b2 * (g * g)
-            m[i] = mi
-            v[i] = vi
-            params[i] = params[i] - size * (mi / (math.sqrt(vi) / b2_sqrt + tiny))
-    elif decoupled:
-        c[0] = 1.0 - learning_rate * weight_decay
-        decay = c[0]
-        for i in range(params.shape[0]):
-            g = grads[i]
-            mi = b1 * m[i] + one_b1 * g
-            vi = b2 * v[i] + one_b2 * (g * g)
-            m[i] = mi
-            v[i] = vi
-            params[i] = params[i] * decay - size * (mi / (math.sqrt(vi) / b2_sqrt + tiny))
-    else:
+    # L2 (coupled) decay enters the gradient; decoupled decay scales the
+    # parameter, and without decay that factor is exactly 1, which leaves
+    # every value (inf included) as torch's skipped term would. Two loops keep
+    # the branch out of the vectorised body.
+    if weight_decay != 0.0 and not decoupled:
         c[0] = weight_decay
         decay_rate = c[0]
         for i in range(params.shape[0]):
@@ -291,6 +274,16 @@ def _adam_chunk(chunk, params, grads, m, v, learning_rate, beta1, beta2, eps,
             m[i] = mi
             v[i] = vi
             params[i] = params[i] - size * (mi / (math.sqrt(vi) / b2_sqrt + tiny))
+    else:
+        c[0] = 1.0 - learning_rate * weight_decay
+        decay = c[0]
+        for i in range(params.shape[0]):
+            g = grads[i]
+            mi = b1 * m[i] + one_b1 * g
+            vi = b2 * v[i] + one_b2 * (g * g)
+            m[i] = mi
+            v[i] = vi
+            params[i] = params[i] * decay - size * (mi / (math.sqrt(vi) / b2_sqrt + tiny))
 
 
 @jit()

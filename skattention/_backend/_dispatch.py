@@ -16,8 +16,15 @@ def _simulator_on():
 
 @functools.lru_cache(maxsize=2)
 def _probe(simulator):
-    """:func:`cuda_unavailable_reason`, once per process and simulator setting."""
-    return _unavailable_reason()
+    """The CUDA backend's own probe, once per process and simulator setting.
+
+    Imported only when called, so ``device="cpu"`` never loads
+    ``numba.cuda``. The simulator counts as usable there (the tests run the
+    CUDA path on it); :func:`resolve_device` keeps ``"auto"`` off it.
+    """
+    from ._cuda import cuda_unavailable_reason as probe
+
+    return probe()
 
 
 def cuda_unavailable_reason():
@@ -29,39 +36,6 @@ def cuda_unavailable_reason():
         One sentence naming what is missing and how to fix it.
     """
     return _probe(_simulator_on())
-
-
-def _unavailable_reason():
-    """Probe numba.cuda and the CUDA kernels.
-
-    Imports ``numba.cuda`` (and the CUDA kernels) only when called, so
-    ``device="cpu"`` never pays for it. Numba's CUDA simulator
-    (``NUMBA_ENABLE_CUDASIM=1``) counts as usable: the test suite runs the
-    CUDA path on it.
-
-    Returns
-    -------
-    reason : str or None
-        One sentence naming what is missing and how to fix it.
-    """
-    try:
-        from numba import cuda
-    except ImportError:
-        return ("the numba-cuda package is not installed "
-                "(install the 'cuda' extra: pip install \"skattention[cuda]\")")
-    try:
-        available = bool(cuda.is_available())
-    except Exception as exc:  # a broken driver install must not escape as a crash
-        return f"the CUDA driver could not be initialised ({type(exc).__name__}: {exc})"
-    if not available:
-        return ("no usable CUDA GPU or driver was found (numba.cuda.is_available() is "
-                "False; check `nvidia-smi` and that the 'cuda' extra matches the driver's "
-                "CUDA version)")
-    try:
-        from . import _cuda  # noqa: F401
-    except ImportError as exc:
-        return f"skattention's CUDA kernels could not be loaded ({exc})"
-    return None
 
 
 def resolve_device(device):
