@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Optimizer", "EpochResult", "TrainingHistory", "run_epoch"]
+__all__ = ["Optimizer", "LearningRateSchedule", "EpochResult", "TrainingHistory", "run_epoch"]
 
 
 class Optimizer:
@@ -78,6 +78,97 @@ class Optimizer:
                                    self.epsilon, self.alpha, self.solver == "adamw")
 
 
+class LearningRateSchedule:
+    """The learning rate of every update of one ``fit`` call.
+
+    Parameters
+    ----------
+    kind : {"constant", "cosine", "adaptive"}
+        "constant": ``learning_rate_init`` throughout. "cosine": annealed
+        from ``learning_rate_init`` towards 0 along half a cosine over the
+        updates after the warm-up, per update (``torch.optim.lr_scheduler.
+        CosineAnnealingLR`` with ``eta_min=0`` stepped every batch).
+        "adaptive": ``learning_rate_init``, divided by 5 each time the
+        caller reports a plateau (scikit-learn's MLP "adaptive" rule, a
+        ``ReduceLROnPlateau`` with factor 0.2).
+    learning_rate_init : float
+    steps_per_epoch : int
+        Updates per epoch (mini-batches).
+    max_epochs : int
+        Epochs of the fit; the cosine reaches 0 after the last one.
+    warmup_epochs : int, default=0
+        Epochs over which the rate ramps up linearly from
+        ``learning_rate_init / warmup_steps`` to its scheduled value
+        (multiplies every kind).
+    min_learning_rate : float, default=1e-6
+        "adaptive" stops dividing (and :meth:`reduce_on_plateau` returns
+        False) once the rate is at or below this.
+
+    Attributes
+    ----------
+    learning_rate : float
+        The base rate before warm-up: ``learning_rate_init`` or its
+        plateau-reduced value.
+    n_reductions : int
+        Plateau reductions so far.
+    """
+
+    KINDS = ("constant", "cosine", "adaptive")
+
+    def __init__(self, kind, learning_rate_init, steps_per_epoch, max_epochs, warmup_epochs=0,
+                 min_learning_rate=1e-6):
+        if kind not in self.KINDS:
+            raise ValueError(f"learning_rate must be one of {self.KINDS}, got {kind!r}.")
+        if steps_per_epoch < 1 or max_epochs < 1 or warmup_epochs < 0:
+            raise ValueError("steps_per_epoch and max_epochs must be >= 1 and warmup_epochs "
+                             ">= 0.")
+        self.kind = kind
+        self.learning_rate_init = float(learning_rate_init)
+        self.learning_rate = float(learning_rate_init)
+        self.min_learning_rate = float(min_learning_rate)
+        self.total_steps = int(steps_per_epoch) * int(max_epochs)
+        # Warm-up never takes the whole fit: at least one update runs at the
+        # scheduled rate.
+        self.warmup_steps = min(int(steps_per_epoch) * int(warmup_epochs), self.total_steps - 1)
+        self.n_reductions = 0
+
+    def __call__(self, step):
+        """Learning rate of update ``step`` (0 for this fit's first update).
+
+        Parameters
+        ----------
+        step : int
+
+        Returns
+        -------
+        learning_rate : float
+        """
+        rate = self.learning_rate
+        if self.kind == "cosine":
+            decay_steps = self.total_steps - self.warmup_steps
+            progress = min(max(step - self.warmup_steps, 0), decay_steps) / decay_steps
+            rate *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        if step < self.warmup_steps:
+            rate *= (step + 1) / self.warmup_steps
+        return rate
+
+    def reduce_on_plateau(self):
+        """Respond to a plateau of the monitored score.
+
+        Returns
+        -------
+        reduced : bool
+            True when the rate was divided by 5 and training should go on
+            ("adaptive" above ``min_learning_rate``); False when the caller
+            should stop.
+        """
+        if self.kind != "adaptive" or self.learning_rate <= self.min_learning_rate:
+            return False
+        self.learning_rate /= 5.0
+        self.n_reductions += 1
+        return True
+
+
 @dataclass
 class EpochResult:
     """What one pass over the training data produced.
@@ -110,7 +201,7 @@ class TrainingHistory:
 
 
 def run_epoch(network, optimizer, params, inputs, mask, targets, sample_weight, loss_fn,
-              batch_size, rng, shuffle, max_grad_norm=None):
+              batch_size, rng, shuffle, max_grad_norm=None, schedule=None, first_step=0):
     """One epoch of mini-batch training, updating ``params`` in place.
 
     Parameters
@@ -133,6 +224,11 @@ def run_epoch(network, optimizer, params, inputs, mask, targets, sample_weight, 
     shuffle : bool
     max_grad_norm : float or None
         Clip the global gradient norm to this value.
+    schedule : LearningRateSchedule or None
+        Sets ``optimizer.learning_rate`` before every update; None leaves
+        it as it is.
+    first_step : int
+        Index of this epoch's first update in ``schedule``'s count.
 
     Returns
     -------
@@ -148,7 +244,7 @@ def run_epoch(network, optimizer, params, inputs, mask, targets, sample_weight, 
     order = rng.permutation(n_samples) if shuffle else np.arange(n_samples)
     total_loss = 0.0
     total_weight = 0.0
-    for begin in range(0, n_samples, batch_size):
+    for step, begin in enumerate(range(0, n_samples, batch_size), start=first_step):
         batch = order[begin: begin + batch_size]
         if shuffle:
             # Sorted indices give contiguous-ish gathers and do not change the math.
@@ -172,6 +268,8 @@ def run_epoch(network, optimizer, params, inputs, mask, targets, sample_weight, 
                 )
             if max_grad_norm is not None:
                 optimizer.backend.clip_grad_norm(grads, max_grad_norm)
+            if schedule is not None:
+                optimizer.learning_rate = schedule(step)
             optimizer.step(params, grads)
         total_loss += loss * weight_sum
         total_weight += weight_sum

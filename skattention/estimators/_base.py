@@ -19,7 +19,7 @@ from sklearn.utils.validation import (
 
 from .._backend import cuda_unavailable_reason, get_backend, resolve_device
 from .._nn import AttentionNetwork, NetworkConfig
-from .._nn._training import Optimizer, run_epoch
+from .._nn._training import LearningRateSchedule, Optimizer, run_epoch
 from .._validation import _check_float32_range, check_sequences, is_sequence_input
 
 __all__ = ["BaseAttentionEstimator"]
@@ -47,6 +47,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "solver": [StrOptions({"adam", "adamw", "sgd"})],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [StrOptions(set(LearningRateSchedule.KINDS))],
+        "warmup_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
@@ -66,11 +68,11 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
                  attention_score="scaled_dot", positional="sinusoidal", pooling="attention",
-                 dropout=0.0, solver="adam", learning_rate_init=1e-3, batch_size="auto",
-                 max_iter=200, tol=1e-4, n_iter_no_change=10, early_stopping=False,
-                 validation_fraction=0.1, alpha=1e-4, shuffle=True, random_state=None,
-                 verbose=False, warm_start=False, max_grad_norm=None, n_jobs=None,
-                 device="auto", channels_first=False):
+                 dropout=0.0, solver="adam", learning_rate_init=1e-3, learning_rate="constant",
+                 warmup_iter=0, batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
+                 early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
+                 random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
+                 n_jobs=None, device="auto", channels_first=False):
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -81,6 +83,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.dropout = dropout
         self.solver = solver
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.warmup_iter = warmup_iter
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.tol = tol
@@ -343,6 +347,12 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             self.batch_size, n_train)
         loss_fn = self._loss_function(backend)
         max_epochs = 1 if incremental else self.max_iter
+        steps_per_epoch = -(-n_train // batch_size)
+        # Every fit call runs the whole schedule (warm_start restarts it, as
+        # it restarts the epoch budget); partial_fit steps at the initial rate.
+        schedule = LearningRateSchedule(
+            "constant" if incremental else self.learning_rate, self.learning_rate_init,
+            steps_per_epoch, max_epochs, 0 if incremental else self.warmup_iter)
         best_params = np.array(backend.to_host(params)) if validation is not None else None
         stopped_early = False
         epoch = 0
@@ -351,7 +361,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             for epoch in range(1, max_epochs + 1):
                 try:
                     result = run_epoch(network, optimizer, params, *train, loss_fn, batch_size,
-                                       self._rng, self.shuffle, self.max_grad_norm)
+                                       self._rng, self.shuffle, self.max_grad_norm, schedule,
+                                       (epoch - 1) * steps_per_epoch)
                 except FloatingPointError as exc:
                     raise FloatingPointError(
                         f"Training diverged in epoch {self.n_iter_ + 1}: {exc} Lower "
@@ -377,8 +388,12 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 progress.update(self.n_iter_, result,
                                 self.validation_scores_[-1] if validation is not None else None)
                 if not incremental and self._no_improvement_count >= self.n_iter_no_change:
-                    stopped_early = True
-                    break
+                    # learning_rate="adaptive" divides the rate instead of
+                    # stopping, until it reaches 1e-6 (scikit-learn's MLP rule).
+                    if not schedule.reduce_on_plateau():
+                        stopped_early = True
+                        break
+                    self._no_improvement_count = 0
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by the user; keeping the parameters reached.",
                           UserWarning)

@@ -40,6 +40,28 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     dropout : float, default=0.0
     solver : {"adam", "adamw", "sgd"}, default="adam"
     learning_rate_init : float, default=1e-3
+        Step size of the optimizer (the peak rate of a schedule).
+    learning_rate : {"constant", "cosine", "adaptive"}, default="constant"
+        Learning-rate schedule of each ``fit`` call (``partial_fit`` steps
+        at ``learning_rate_init``; a ``warm_start`` fit runs the schedule
+        again from the start):
+
+        - "constant": ``learning_rate_init`` for every update;
+        - "cosine": annealed from ``learning_rate_init`` to 0 along half a
+          cosine, per update, over the ``max_iter`` epochs (PyTorch's
+          ``CosineAnnealingLR`` stepped every batch). Stopping before
+          ``max_iter`` (``n_iter_no_change``, ``early_stopping``) ends it
+          part-way, so pair it with a fixed epoch budget;
+        - "adaptive": when ``n_iter_no_change`` epochs in a row fail to
+          improve the training loss (or the validation score, with
+          ``early_stopping``) by ``tol``, the rate is divided by 5 instead of
+          stopping; training stops once the rate is at or below 1e-6
+          (scikit-learn's ``MLPClassifier`` rule, applied to every solver).
+    warmup_iter : int, default=0
+        Epochs of linear warm-up at the start of each ``fit``: update ``s``
+        of the first ``warmup_iter`` epochs runs at ``(s + 1) / S`` of the
+        scheduled rate, ``S`` being the number of warm-up updates (capped so
+        that the last update is not a warm-up one).
     batch_size : int or "auto", default="auto"
         ``min(200, n_samples)`` for "auto".
     max_iter : int, default=200
@@ -100,16 +122,17 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
 
     def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
                  attention_score="scaled_dot", positional="sinusoidal", pooling="attention",
-                 dropout=0.0, solver="adam", learning_rate_init=1e-3, batch_size="auto",
-                 max_iter=200, tol=1e-4, n_iter_no_change=10, early_stopping=False,
-                 validation_fraction=0.1, alpha=1e-4, shuffle=True, random_state=None,
-                 verbose=False, warm_start=False, max_grad_norm=None, n_jobs=None,
-                 device="auto", channels_first=False, class_weight=None):
+                 dropout=0.0, solver="adam", learning_rate_init=1e-3, learning_rate="constant",
+                 warmup_iter=0, batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
+                 early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
+                 random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
+                 n_jobs=None, device="auto", channels_first=False, class_weight=None):
         super().__init__(
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
             attention_score=attention_score, positional=positional, pooling=pooling,
             dropout=dropout, solver=solver, learning_rate_init=learning_rate_init,
-            batch_size=batch_size, max_iter=max_iter, tol=tol,
+            learning_rate=learning_rate, warmup_iter=warmup_iter, batch_size=batch_size,
+            max_iter=max_iter, tol=tol,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
             validation_fraction=validation_fraction, alpha=alpha, shuffle=shuffle,
             random_state=random_state, verbose=verbose, warm_start=warm_start,

@@ -239,7 +239,8 @@ max_len :
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256, d_model=64,
                  n_heads=4, n_layers=0, d_ff=None, attention_score="scaled_dot",
                  positional="none", pooling="attention", dropout=0.0, solver="adamw",
-                 learning_rate_init=1e-3, batch_size="auto", max_iter=200, tol=1e-4,
+                 learning_rate_init=1e-3, learning_rate="constant", warmup_iter=0,
+                 batch_size="auto", max_iter=200, tol=1e-4,
                  n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, alpha=0.05,
                  shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
@@ -254,6 +255,8 @@ max_len :
         self.dropout = dropout
         self.solver = solver
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.warmup_iter = warmup_iter
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.tol = tol
@@ -338,7 +341,8 @@ max_len :
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256, d_model=64,
                  n_heads=4, n_layers=0, d_ff=None, attention_score="scaled_dot",
                  positional="none", pooling="attention", dropout=0.0, solver="adamw",
-                 learning_rate_init=1e-3, batch_size="auto", max_iter=200, tol=1e-4,
+                 learning_rate_init=1e-3, learning_rate="constant", warmup_iter=0,
+                 batch_size="auto", max_iter=200, tol=1e-4,
                  n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, alpha=0.05,
                  shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
@@ -353,6 +357,8 @@ max_len :
         self.dropout = dropout
         self.solver = solver
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.warmup_iter = warmup_iter
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.tol = tol
