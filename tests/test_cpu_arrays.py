@@ -72,3 +72,31 @@ def test_predictions_do_not_share_memory_between_calls():
     pooled = network.transform(params, X1, mask)
     network.transform(params, X2, mask)
     np.testing.assert_array_equal(pooled, network.transform(params, X1, mask))
+
+
+@pytest.mark.parametrize("offset", [0, 6])
+def test_head_views_read_and_write_the_token_rows_in_place(offset):
+    backend = CPUBackend(n_threads=1)
+    rng = np.random.default_rng(1)
+    batch, length, heads, width = 3, 5, 2, 3
+    shape = (batch, heads, length, width)
+    x = rng.normal(size=(batch * length, offset + heads * width + 4)).astype(np.float32)
+    copied = np.empty(shape, np.float32)
+    backend.split_heads(x, heads, copied, offset=offset)
+    view = backend.heads_of(x, shape, offset)
+    assert np.shares_memory(view, x)
+    np.testing.assert_array_equal(view, copied)
+
+    rows = np.full_like(x, -7.0)
+    target = backend.heads_out(rows, shape, offset)
+    target[...] = copied
+    backend.heads_done(target, rows, offset)
+    np.testing.assert_array_equal(rows[:, offset:offset + heads * width],
+                                  x[:, offset:offset + heads * width])
+    untouched = np.ones(x.shape[1], dtype=bool)
+    untouched[offset:offset + heads * width] = False
+    assert (rows[:, untouched] == -7.0).all()
+    with pytest.raises(ValueError, match="heads_of"):
+        backend.heads_of(x, (batch, heads, length + 1, width), offset)
+    with pytest.raises(ValueError, match="heads_of"):
+        backend.heads_of(x, shape, x.shape[1] - 1)

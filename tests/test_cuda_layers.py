@@ -416,6 +416,22 @@ def test_split_merge_heads(gpu, rng, offset):
         gpu.split_heads(dev(x), heads, out, offset=columns)
 
 
+def test_head_views_are_copies_moved_back_by_heads_done(gpu, rng):
+    batch, length, heads, width, offset = 2, 3, 2, 5, 4
+    shape = (batch, heads, length, width)
+    x = rand(rng, batch * length, offset + heads * width)
+    block = x[:, offset:].reshape(batch, length, heads, width).transpose(0, 2, 1, 3)
+    np.testing.assert_array_equal(host(gpu.heads_of(dev(x), shape, offset)), block)
+    rows = dev(nan_like(x.shape))
+    target = gpu.heads_out(rows, shape, offset)
+    gpu.copy_(target, dev(np.ascontiguousarray(block)))
+    gpu.heads_done(target, rows, offset)
+    np.testing.assert_array_equal(host(rows)[:, offset:], x[:, offset:])
+    assert np.isnan(host(rows)[:, :offset]).all()
+    with pytest.raises(ValueError, match="differ"):
+        gpu.copy_(target, dev(x))
+
+
 def test_elementwise_array_ops(gpu, rng):
     x, rows, y = rand(rng, 2, 3, 5), rand(rng, 3, 5), rand(rng, 2, 3, 5)
     d_x = dev(x)

@@ -9,10 +9,10 @@ per-thread scratch and the determinism rules are those of
 import math
 
 import numba
-import numpy as np
 from numba import prange
 
 from .._jit import jit
+from ._blas import gemm
 from ._cpu_attention import (
     _backward_scratch,
     _forward_scratch,
@@ -125,7 +125,7 @@ def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, ca
     scores = score_buf[: n_queries * n].reshape((n_queries, n))
     _additive_scores(query_proj[b, h], keys, score_vector, counts, scores)
     _masked_softmax_rows(scores, counts, scale, log_sum_exp[b, h])
-    np.dot(scores, values, context[b, h])
+    gemm(scores, values, context[b, h])
     _scatter_weights(scores, idx, n, prefix, weights[b, h])
 
 
@@ -158,9 +158,9 @@ def _additive_backward_item(item, query_proj, key_proj, score_vector, v, mask, c
         grad_values = grad_v[b, h, :n]
     else:
         grad_values = row_buf[: n * v.shape[3]].reshape((n, v.shape[3]))
-    np.dot(probs.T, grad_context[b, h], grad_values)
+    gemm(probs, grad_context[b, h], grad_values, True)
     _scatter_rows(grad_values, idx, n, prefix, grad_v[b, h])
-    np.dot(grad_context[b, h], values.T, grad_scores)
+    gemm(grad_context[b, h], values, grad_scores, False, True)
     _softmax_backward_rows(probs, grad_scores, counts, scale)
     if prefix:
         grad_keys = grad_key_proj[b, h, :n]

@@ -206,6 +206,49 @@ class CPUArrayOps:
                              f"column {offset}.")
         self.run(merge_heads_serial, merge_heads_parallel, x, out, offset)
 
+    def heads_of(self, x, shape, offset=0):
+        """The heads of token rows in ``(N, H, L, Dh)`` layout, for reading.
+
+        On the CPU this is a strided view of ``x`` (no copy): the attention
+        kernels read head rows in place through BLAS leading dimensions.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N*L, C)
+            Columns ``offset`` to ``offset + H*Dh`` hold the heads.
+        shape : tuple of int
+            ``(N, H, L, Dh)``.
+        offset : int, default=0
+
+        Returns
+        -------
+        heads : ndarray of shape (N, H, L, Dh)
+            ``heads[n, h, l, e] = x[n*L + l, offset + h*Dh + e]``.
+        """
+        batch, n_heads, length, width = shape
+        columns = n_heads * width
+        if x.ndim != 2 or x.shape[0] != batch * length or offset < 0 or \
+                x.shape[1] < offset + columns:
+            raise ValueError(f"heads_of: x {x.shape} does not hold {n_heads} heads of width "
+                             f"{width} for N={batch}, L={length} at column {offset}.")
+        rows = x.reshape(batch, length, x.shape[1])[:, :, offset:offset + columns]
+        return rows.reshape(batch, length, n_heads, width).transpose(0, 2, 1, 3)
+
+    def heads_out(self, x, shape, offset=0):
+        """An ``(N, H, L, Dh)`` array whose contents end up in columns of ``x``.
+
+        Write the heads into it, then call :meth:`heads_done`. On the CPU it
+        is the view of :meth:`heads_of`, so writes land in ``x`` directly.
+        """
+        return self.heads_of(x, shape, offset)
+
+    def heads_done(self, heads, x, offset=0):
+        """Finish :meth:`heads_out`: a no-op on the CPU (the view wrote ``x``)."""
+
+    def copy_(self, dst, src):
+        """``dst[...] = src`` (same shapes; either may be a strided view)."""
+        np.copyto(dst, src)
+
     # ------------------------------------------------------ elementwise
 
     def add_rows(self, x, rows):

@@ -36,6 +36,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
+from ._blas import gemm
 from ._mathops import fast_exp
 
 __all__ = [
@@ -408,9 +409,9 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
             scores = weights[b, h, start:stop]
         else:
             scores = score_buf[: (stop - start) * n].reshape((stop - start, n))
-        np.dot(q[b, h, start:stop], keys.T, scores)
+        gemm(q[b, h, start:stop], keys, scores, False, True)
         _masked_softmax_rows(scores, counts[start:stop], scale, log_sum_exp[b, h, start:stop])
-        np.dot(scores, values, context[b, h, start:stop])
+        gemm(scores, values, context[b, h, start:stop])
         if store_weights and not direct:
             _scatter_weights(scores, idx, n, prefix, weights[b, h, start:stop])
 
@@ -419,7 +420,7 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
 def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
                        log_sum_exp, grad_context, grad_q, grad_k, grad_v, idx, counts,
                        key_buf, value_buf,
-                       prob_buf, grad_buf, row_buf, grad_key_buf, grad_value_buf):
+                       prob_buf, grad_buf, grad_key_buf, grad_value_buf):
     """Backward pass of one ``(b, h)`` pair of dot-family attention.
 
     Parameters
@@ -438,11 +439,10 @@ def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
     grad_context : ndarray of shape (B, H, Lq, Dv)
     grad_q, grad_k, grad_v : ndarrays shaped like q, k, v
         Outputs.
-    idx, counts, key_buf, value_buf, prob_buf, grad_buf, row_buf, grad_key_buf, \
-grad_value_buf : ndarrays
+    idx, counts, key_buf, value_buf, prob_buf, grad_buf, grad_key_buf, grad_value_buf : \
+ndarrays
         This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
-        ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)`` twice, ``(Lk*max(D, Dv),)``,
-        ``(Lk*D,)``, ``(Lk*Dv,)``).
+        ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)`` twice, ``(Lk*D,)``, ``(Lk*Dv,)``).
     """
     n_heads = q.shape[1]
     b = item // n_heads
@@ -465,30 +465,30 @@ grad_value_buf : ndarrays
     else:
         grad_keys = grad_key_buf[: n * width].reshape((n, width))
         grad_values = grad_value_buf[: n * value_width].reshape((n, value_width))
-    grad_keys[:, :] = 0
-    grad_values[:, :] = 0
-    partial_keys = row_buf[: n * width].reshape((n, width))
-    partial_values = row_buf[: n * value_width].reshape((n, value_width))
+    if n_queries == 0:
+        grad_keys[:, :] = 0
+        grad_values[:, :] = 0
     for start in range(0, n_queries, QUERY_BLOCK):
         stop = min(start + QUERY_BLOCK, n_queries)
         rows = stop - start
+        queries = q[b, h, start:stop]
         if not use_weights:
             probs = prob_buf[: rows * n].reshape((rows, n))
-            np.dot(q[b, h, start:stop], keys.T, probs)
+            gemm(queries, keys, probs, False, True)
             _recompute_probs(probs, counts[start:stop], scale, log_sum_exp[b, h, start:stop])
         elif n == n_keys:
             probs = weights[b, h, start:stop]
         else:
             probs = _gather_columns(weights[b, h, start:stop], idx, n, prob_buf)
+        # The first block overwrites the dK/dV accumulators, later ones add.
+        accumulate = 0.0 if start == 0 else 1.0
         grad_out = grad_context[b, h, start:stop]
-        np.dot(probs.T, grad_out, partial_values)
-        grad_values += partial_values
+        gemm(probs, grad_out, grad_values, True, False, 1.0, accumulate)
         grad_scores = grad_buf[: rows * n].reshape((rows, n))
-        np.dot(grad_out, values.T, grad_scores)
+        gemm(grad_out, values, grad_scores, False, True)
         _softmax_backward_rows(probs, grad_scores, counts[start:stop], scale)
-        np.dot(grad_scores, keys, grad_q[b, h, start:stop])
-        np.dot(grad_scores.T, q[b, h, start:stop], partial_keys)
-        grad_keys += partial_keys
+        gemm(grad_scores, keys, grad_q[b, h, start:stop])
+        gemm(grad_scores, queries, grad_keys, True, False, 1.0, accumulate)
     _scatter_rows(grad_values, idx, n, prefix, grad_v[b, h])
     _scatter_rows(grad_keys, idx, n, prefix, grad_k[b, h])
 
@@ -519,10 +519,13 @@ def _backward_scratch(n_threads, q, k, v, score_rows):
 @jit()
 def _dot_backward_scratch(n_threads, q, k, v):
     """Scratch of the dot-family backward: the common part plus dK/dV accumulators."""
-    common = _backward_scratch(n_threads, q, k, v, min(q.shape[2], QUERY_BLOCK))
+    idx, counts, key_buf, value_buf, prob_buf = _forward_scratch(
+        n_threads, q, k, v, min(q.shape[2], QUERY_BLOCK))
+    grad_buf = np.empty_like(prob_buf)
     grad_key_buf = np.empty((n_threads, k.shape[2] * k.shape[3]), dtype=q.dtype)
     grad_value_buf = np.empty((n_threads, k.shape[2] * v.shape[3]), dtype=q.dtype)
-    return common + (grad_key_buf, grad_value_buf)
+    return (idx, counts, key_buf, value_buf, prob_buf, grad_buf, grad_key_buf,
+            grad_value_buf)
 
 
 @jit()
@@ -601,9 +604,8 @@ def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, use_wei
     for item in range(q.shape[0] * q.shape[1]):
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
                            log_sum_exp, grad_context, grad_q, grad_k, grad_v,
-                           scratch[0][0], scratch[1][0],
-                           scratch[2][0], scratch[3][0], scratch[4][0], scratch[5][0],
-                           scratch[6][0], scratch[7][0], scratch[8][0])
+                           scratch[0][0], scratch[1][0], scratch[2][0], scratch[3][0],
+                           scratch[4][0], scratch[5][0], scratch[6][0], scratch[7][0])
 
 
 @jit(parallel=True)
@@ -619,6 +621,5 @@ def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, use_w
         t = numba.get_thread_id()
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
                            log_sum_exp, grad_context, grad_q, grad_k, grad_v,
-                           scratch[0][t], scratch[1][t],
-                           scratch[2][t], scratch[3][t], scratch[4][t], scratch[5][t],
-                           scratch[6][t], scratch[7][t], scratch[8][t])
+                           scratch[0][t], scratch[1][t], scratch[2][t], scratch[3][t],
+                           scratch[4][t], scratch[5][t], scratch[6][t], scratch[7][t])

@@ -388,6 +388,33 @@ class CUDAArrayOps:
             grid, block = launch_1d(x.size)
             merge_heads_kernel[grid, block](x, out, int(offset))
 
+    def heads_of(self, x, shape, offset=0):
+        """The heads of token rows as a new ``(N, H, L, Dh)`` device array.
+
+        The CUDA kernels take contiguous arrays, so this is a
+        :meth:`split_heads` copy (the CPU backend returns a view).
+        """
+        heads = self.empty(tuple(shape), x.dtype)
+        self.split_heads(x, shape[1], heads, offset)
+        return heads
+
+    def heads_out(self, x, shape, offset=0):
+        """A new ``(N, H, L, Dh)`` device array; :meth:`heads_done` moves it into ``x``."""
+        batch, heads, length, width = shape
+        self._check_heads(x, heads, heads, batch, length, width, offset)
+        return self.empty(tuple(shape), x.dtype)
+
+    def heads_done(self, heads, x, offset=0):
+        """Write heads filled after :meth:`heads_out` into columns of ``x``."""
+        self.merge_heads(heads, x, offset)
+
+    def copy_(self, dst, src):
+        """``dst[...] = src`` for two contiguous device arrays of one shape."""
+        if tuple(dst.shape) != tuple(src.shape):
+            raise ValueError(f"copy_: shapes {tuple(dst.shape)} and {tuple(src.shape)} differ.")
+        if dst.size:
+            dst.copy_to_device(src)
+
     @staticmethod
     def _check_heads(rows, heads, n_heads, batch, length, width, offset):
         if heads != n_heads:

@@ -132,7 +132,8 @@ def _project_backward(backend, x, weight, grad_y, grad_weight, need_grad_x=True,
 # ------------------------------------------------------------ self-attention
 
 
-def self_attention_forward(backend, score, q, k, v, mask, score_params, store_weights, keep):
+def self_attention_forward(backend, score, q, k, v, mask, score_params, store_weights, keep,
+                           context=None):
     """Masked multi-head self-attention with a chosen score.
 
     Parameters
@@ -150,6 +151,9 @@ def self_attention_forward(backend, score, q, k, v, mask, score_params, store_we
         the row statistics.
     keep : bool
         Return what :func:`self_attention_backward` needs.
+    context : ndarray of shape (B, H, L, dh), optional
+        Output (may be a strided view, e.g. from ``backend.heads_out``);
+        allocated when None.
 
     Returns
     -------
@@ -160,7 +164,8 @@ def self_attention_forward(backend, score, q, k, v, mask, score_params, store_we
     """
     dtype = q.dtype
     head_dim = q.shape[3]
-    context = backend.empty(v.shape, dtype)
+    if context is None:
+        context = backend.empty(v.shape, dtype)
     log_sum_exp = backend.empty(q.shape[:3], dtype)
     if score == "additive":
         query_proj = _project(backend, q, score_params["W_q"])
@@ -183,7 +188,7 @@ def self_attention_forward(backend, score, q, k, v, mask, score_params, store_we
 
 
 def self_attention_backward(backend, score, saved, mask, score_params, grad_context,
-                            grad_score_params):
+                            grad_score_params, out=None):
     """Backward pass of :func:`self_attention_forward`.
 
     Parameters
@@ -197,14 +202,20 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
     grad_context : ndarray of shape (B, H, L, dh)
     grad_score_params : dict of str to ndarray
         Gradient views of the score's parameter blocks (overwritten).
+    out : tuple of 3 ndarrays of shape (B, H, L, dh), optional
+        Outputs for ``grad_q, grad_k, grad_v`` (may be strided views, e.g.
+        from ``backend.heads_out``); allocated when None.
 
     Returns
     -------
     grad_q, grad_k, grad_v : ndarrays of shape (B, H, L, dh)
+        The arrays of ``out`` when given.
     """
     q, k, v = saved["q"], saved["k"], saved["v"]
     dtype = q.dtype
-    grad_v = backend.empty(v.shape, dtype)
+    if out is None:
+        out = tuple(backend.empty(x.shape, dtype) for x in (q, k, v))
+    grad_v = out[2]
     if score == "additive":
         query_proj, key_proj = saved["query_proj"], saved["key_proj"]
         grad_query_proj = backend.empty(query_proj.shape, dtype)
@@ -216,24 +227,24 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
                                             grad_v, grad_vector)
         width = grad_vector.shape[2]
         backend.sum_axis0(grad_vector.reshape(-1, width), grad_score_params["v"])
-        grad_q = _project_backward(backend, q, score_params["W_q"], grad_query_proj,
-                                   grad_score_params["W_q"])
-        grad_k = _project_backward(backend, k, score_params["W_k"], grad_key_proj,
-                                   grad_score_params["W_k"])
-        return grad_q, grad_k, grad_v
+        # The projections' input gradients are computed contiguous, then
+        # copied: ``out`` may be strided views that a reshape would copy.
+        backend.copy_(out[0], _project_backward(backend, q, score_params["W_q"],
+                                                grad_query_proj, grad_score_params["W_q"]))
+        backend.copy_(out[1], _project_backward(backend, k, score_params["W_k"],
+                                                grad_key_proj, grad_score_params["W_k"]))
+        return out
     query = saved["query"]
-    grad_query = backend.empty(query.shape, dtype)
-    grad_k = backend.empty(k.shape, dtype)
+    grad_query = backend.empty(query.shape, dtype) if score == "general" else out[0]
+    grad_k = out[1]
     scale = dtype.type(_scale(score, q.shape[3]))
     backend.dot_attention_backward(query, k, v, mask, False, scale, saved["weights"],
                                    saved["log_sum_exp"], grad_context, grad_query, grad_k,
                                    grad_v)
     if score == "general":
-        grad_q = _project_backward(backend, q, score_params["W"], grad_query,
-                                   grad_score_params["W"])
-    else:
-        grad_q = grad_query
-    return grad_q, grad_k, grad_v
+        backend.copy_(out[0], _project_backward(backend, q, score_params["W"], grad_query,
+                                                grad_score_params["W"]))
+    return out
 
 
 # ------------------------------------------------------------------ pooling

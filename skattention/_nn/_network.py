@@ -418,17 +418,15 @@ class AttentionNetwork:
             qkv = backend.empty((n_tokens, 3 * d), dtype)
             backend.linear_forward(normed, views[prefix + "attn.qkv.weight"],
                                    views[prefix + "attn.qkv.bias"], "identity", qkv)
-            q, k, v = (backend.empty(head_shape, dtype) for _ in range(3))
-            for j, part in enumerate((q, k, v)):
-                backend.split_heads(qkv, heads, part, offset=j * d)
+            q, k, v = (backend.heads_of(qkv, head_shape, j * d) for j in range(3))
+            merged = backend.empty((n_tokens, d), dtype)
             context, weights, attn_saved = self_attention_forward(
                 backend, score, q, k, v, mask,
                 _score_views(views, prefix + "attn.score.", score, config.head_dim),
-                store_weights, keep)
+                store_weights, keep, backend.heads_out(merged, head_shape))
+            backend.heads_done(context, merged)
             if store_weights:
                 layer_weights.append(weights)
-            merged = backend.empty((n_tokens, d), dtype)
-            backend.merge_heads(context, merged)
             attn_out = backend.empty((n_tokens, d), dtype)
             backend.linear_forward(merged, views[prefix + "attn.out.weight"],
                                    views[prefix + "attn.out.bias"], "identity", attn_out)
@@ -455,6 +453,8 @@ class AttentionNetwork:
 
         # Pooling over the real steps.
         if config.pooling == "attention":
+            # A contiguous copy: the pooling kernels' per-position loops only
+            # vectorise on C-contiguous heads (a strided view cost more than it saved).
             head_states = backend.empty(head_shape, dtype)
             backend.split_heads(states, heads, head_states)
             context, pool_weights, pool_saved = attention_pool_forward(
@@ -571,16 +571,15 @@ class AttentionNetwork:
         backend.linear_backward(cache["pooled"], views["head.weight"], None, grad_output,
                                 "identity", grad_pooled, grads["head.weight"],
                                 grads["head.bias"])
+        grad_states = backend.empty((n_tokens, d), dtype)
         if config.pooling == "attention":
             grad_heads = attention_pool_backward(
                 backend, score, cache["pool"], views["pool.query"], mask,
                 _score_views(views, "pool.score.", score, config.head_dim),
                 grad_pooled.reshape(batch, heads, config.head_dim), grads["pool.query"],
                 _score_views(grads, "pool.score.", score, config.head_dim))
-            grad_states = backend.empty((n_tokens, d), dtype)
             backend.merge_heads(grad_heads, grad_states)
         else:
-            grad_states = backend.empty((n_tokens, d), dtype)
             backend.mean_pool_backward(cache["pool"], grad_pooled,
                                        grad_states.reshape(batch, length, d))
 
@@ -614,15 +613,15 @@ class AttentionNetwork:
                                     grad_attn, "identity", grad_merged,
                                     grads[prefix + "attn.out.weight"],
                                     grads[prefix + "attn.out.bias"])
-            grad_context = backend.empty(head_shape, dtype)
-            backend.split_heads(grad_merged, heads, grad_context)
-            grad_q, grad_k, grad_v = self_attention_backward(
+            grad_qkv = backend.empty((n_tokens, 3 * d), dtype)
+            parts = self_attention_backward(
                 backend, score, saved["attn"], mask,
                 _score_views(views, prefix + "attn.score.", score, config.head_dim),
-                grad_context, _score_views(grads, prefix + "attn.score.", score, config.head_dim))
-            grad_qkv = backend.empty((n_tokens, 3 * d), dtype)
-            for j, part in enumerate((grad_q, grad_k, grad_v)):
-                backend.merge_heads(part, grad_qkv, offset=j * d)
+                backend.heads_of(grad_merged, head_shape),
+                _score_views(grads, prefix + "attn.score.", score, config.head_dim),
+                tuple(backend.heads_out(grad_qkv, head_shape, j * d) for j in range(3)))
+            for j, part in enumerate(parts):
+                backend.heads_done(part, grad_qkv, j * d)
             grad_normed = backend.empty((n_tokens, d), dtype)
             backend.linear_backward(saved["normed"], views[prefix + "attn.qkv.weight"], None,
                                     grad_qkv, "identity", grad_normed,
