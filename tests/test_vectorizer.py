@@ -449,3 +449,27 @@ def test_fuzz_ngrams(docs, max_n, n_buckets):
     assert ids.max() < vec.n_vocabulary_ - n_buckets and UNK_ID not in ids
     back = vec.inverse_transform(ids)
     assert back == tokens
+
+
+def test_transform_in_chunks_equals_one_pass(monkeypatch):
+    from skattention.text import _vectorizer
+
+    vec = _fit(max_len=4, ngram_range=(1, 2))
+    docs = ["the cat sat on the mat", "dog", "", "a cat and a dog", "the mat", "cat cat"]
+    with pytest.warns(UserWarning, match="2 of 6 documents"):
+        whole, whole_tokens = vec.transform_with_tokens(docs)
+    monkeypatch.setattr(_vectorizer, "ENCODE_CHUNK", 2)
+    with pytest.warns(UserWarning, match="2 of 6 documents") as record:
+        chunked, chunked_tokens = vec.transform_with_tokens(docs)
+    assert len(record) == 1  # one warning for the call, not one per chunk
+    np.testing.assert_array_equal(chunked, whole)
+    assert chunked_tokens == whole_tokens
+    # Chunks of unequal widths: a narrow first chunk is padded to the call's width.
+    monkeypatch.setattr(_vectorizer, "ENCODE_CHUNK", 4)
+    docs = ["dog", "cat", "dog", "cat", "the cat sat on the mat"]
+    with pytest.warns(UserWarning, match="1 of 5 documents"):
+        short_first = vec.transform(docs)
+    monkeypatch.setattr(_vectorizer, "ENCODE_CHUNK", 8192)
+    with pytest.warns(UserWarning, match="1 of 5 documents"):
+        np.testing.assert_array_equal(short_first, vec.transform(docs))
+    assert short_first.shape[1] == 4 and (short_first[:4, 2:] == PAD_ID).all()

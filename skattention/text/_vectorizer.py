@@ -26,6 +26,31 @@ PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 START_TOKEN = "<start>"
 _N_SPECIAL = 3
+#: Documents tokenised and encoded together by ``transform``.
+ENCODE_CHUNK = 8192
+
+
+def _stack_padded(parts):
+    """Stack id matrices of different widths, padding with ``PAD_ID``.
+
+    Parameters
+    ----------
+    parts : list of ndarray of shape (n_i, width_i), int64
+
+    Returns
+    -------
+    ids : ndarray of shape (sum n_i, max width_i), int64
+        ``parts[0]`` itself when there is one part.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    width = max(part.shape[1] for part in parts)
+    ids = np.full((sum(part.shape[0] for part in parts), width), PAD_ID, dtype=np.int64)
+    row = 0
+    for part in parts:
+        ids[row:row + part.shape[0], :part.shape[1]] = part
+        row += part.shape[0]
+    return ids
 
 
 def _ngrams(tokens, n):
@@ -423,10 +448,21 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     def _transform(self, X, want_tokens):
         check_is_fitted(self, "vocabulary_")
         self._validate_params()
-        tokenized = self._tokenize_all(X)
-        ids, token_rows, n_cut = self._encode(tokenized, want_tokens)
-        self._warn_truncated(n_cut, len(tokenized))
-        return ids, token_rows
+        self._check_ngram_range()
+        docs = check_documents(X)
+        tokenize = self._tokenizer()
+        # Tokens as Python objects take ~1 KB per short document, ten times
+        # the documents themselves: tokenising and encoding a chunk at a
+        # time keeps only the int64 ids of the whole call.
+        parts, token_rows, n_cut = [], [], 0
+        for start in range(0, len(docs), ENCODE_CHUNK):
+            tokenized = [tokenize(doc) for doc in docs[start:start + ENCODE_CHUNK]]
+            ids, rows, cut = self._encode(tokenized, want_tokens)
+            parts.append(ids)
+            token_rows.extend(rows)
+            n_cut += cut
+        self._warn_truncated(n_cut, len(docs))
+        return _stack_padded(parts), token_rows
 
     def inverse_transform(self, X):
         """Map id sequences back to tokens.
