@@ -9,6 +9,7 @@ per-thread scratch and the determinism rules are those of
 import math
 
 import numba
+import numpy as np
 from numba import prange
 
 from .._jit import jit
@@ -95,7 +96,7 @@ def _additive_score_backward(query_proj, key_proj, score_vector, grad_scores, co
 @jit()
 def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
                            scale, context, weights, log_sum_exp, idx, counts, key_buf,
-                           value_buf, score_buf):
+                           value_buf, score_buf, inv_buf):
     """Forward pass of one ``(b, h)`` pair of additive attention.
 
     Parameters
@@ -107,8 +108,9 @@ def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, ca
     score_vector : ndarray of shape (A,)
     v, mask, causal, scale, context, weights, log_sum_exp :
         As in :func:`_dot_forward_item` (weights are always stored).
-    idx, counts, key_buf, value_buf, score_buf : ndarrays
-        This thread's scratch (``key_buf`` holds ``Lk*A`` entries).
+    idx, counts, key_buf, value_buf, score_buf, inv_buf : ndarrays
+        This thread's scratch (``key_buf`` holds ``Lk*A`` entries, ``inv_buf``
+        ``Lq``).
     """
     n_heads = query_proj.shape[1]
     b = item // n_heads
@@ -124,7 +126,7 @@ def _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, ca
     values = _keys_of(v[b, h], idx, n, prefix, value_buf)
     scores = score_buf[: n_queries * n].reshape((n_queries, n))
     _additive_scores(query_proj[b, h], keys, score_vector, counts, scores)
-    _masked_softmax_rows(scores, counts, scale, log_sum_exp[b, h])
+    _masked_softmax_rows(scores, counts, scale, log_sum_exp[b, h], inv_buf)
     gemm(scores, values, context[b, h])
     _scatter_weights(scores, idx, n, prefix, weights[b, h])
 
@@ -199,10 +201,11 @@ def additive_attention_forward_serial(query_proj, key_proj, score_vector, v, mas
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
         1, query_proj, key_proj, v, query_proj.shape[2])
+    inv_buf = np.empty((1, query_proj.shape[2]), dtype=v.dtype)
     for item in range(v.shape[0] * v.shape[1]):
         _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
                                scale, context, weights, log_sum_exp, idx[0], counts[0], key_buf[0],
-                               value_buf[0], score_buf[0])
+                               value_buf[0], score_buf[0], inv_buf[0])
 
 
 @jit(parallel=True)
@@ -215,11 +218,12 @@ def additive_attention_forward_parallel(query_proj, key_proj, score_vector, v, m
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
         n_threads, query_proj, key_proj, v, query_proj.shape[2])
+    inv_buf = np.empty((n_threads, query_proj.shape[2]), dtype=v.dtype)
     for item in prange(v.shape[0] * v.shape[1]):
         t = numba.get_thread_id()
         _additive_forward_item(item, query_proj, key_proj, score_vector, v, mask, causal,
                                scale, context, weights, log_sum_exp, idx[t], counts[t], key_buf[t],
-                               value_buf[t], score_buf[t])
+                               value_buf[t], score_buf[t], inv_buf[t])
 
 
 @jit()

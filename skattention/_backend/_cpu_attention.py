@@ -154,14 +154,14 @@ def _row_max(row, n):
 
 
 @jit(fastmath=_ROW_MATH)
-def _masked_softmax_rows(scores, counts, scale, log_sum_exp):
-    """Row-wise softmax of ``scale * scores`` over the visible keys, in place.
+def _exp_rows(scores, counts, scale, log_sum_exp, inv_totals):
+    """Unnormalised softmax of ``scale * scores`` over the visible keys, in place.
 
     Parameters
     ----------
     scores : ndarray of shape (Lq, n)
-        Raw scores over the real keys; overwritten with the probabilities.
-        Columns ``counts[i]:`` of row ``i`` are set to exactly 0.
+        Raw scores over the real keys; overwritten with
+        ``exp(scale * s_ij - shift_i)``, exactly 0 past ``counts[i]``.
     counts : ndarray of shape (Lq,), int64
         Visible keys per query; a row with 0 visible keys becomes all zeros.
     scale : float
@@ -171,6 +171,9 @@ def _masked_softmax_rows(scores, counts, scale, log_sum_exp):
         Output: ``log(sum_j exp(scale * s_ij))`` over the visible keys, from
         which the backward pass can recompute the probabilities (0 for rows
         without a visible key).
+    inv_totals : ndarray of shape (>= Lq,)
+        Output: the factor that turns row ``i`` into probabilities (0 for
+        rows without a visible key).
     """
     n_queries, n = scores.shape
     zero = scores.dtype.type(0)
@@ -181,6 +184,7 @@ def _masked_softmax_rows(scores, counts, scale, log_sum_exp):
         if visible == 0:
             row[:] = zero
             log_sum_exp[i] = zero
+            inv_totals[i] = zero
             continue
         row_max = _row_max(row, visible)
         # Subtracting the row maximum keeps exp() <= 1, so logits of any
@@ -192,11 +196,30 @@ def _masked_softmax_rows(scores, counts, scale, log_sum_exp):
             row[j] = e
             total += e
         log_sum_exp[i] = shift + math.log(total)
-        inv_total = one / total
-        for j in range(visible):
-            row[j] *= inv_total
+        inv_totals[i] = one / total
         for j in range(visible, n):
             row[j] = zero
+
+
+@jit(fastmath=_ROW_MATH)
+def _scale_rows(rows, factors):
+    """``rows[i] *= factors[i]`` for every row, in place."""
+    for i in range(rows.shape[0]):
+        factor = factors[i]
+        row = rows[i]
+        for j in range(row.shape[0]):
+            row[j] *= factor
+
+
+@jit()
+def _masked_softmax_rows(scores, counts, scale, log_sum_exp, inv_totals):
+    """Row-wise softmax of ``scale * scores`` over the visible keys, in place.
+
+    :func:`_exp_rows` followed by the normalisation: same parameters, and
+    ``scores`` ends up holding the probabilities.
+    """
+    _exp_rows(scores, counts, scale, log_sum_exp, inv_totals)
+    _scale_rows(scores, inv_totals)
 
 
 @jit(fastmath=_ROW_MATH)
@@ -366,7 +389,7 @@ QUERY_BLOCK = 64
 
 @jit()
 def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
-                      log_sum_exp, idx, counts, key_buf, value_buf, score_buf):
+                      log_sum_exp, idx, counts, key_buf, value_buf, score_buf, inv_buf):
     """Forward pass of one ``(b, h)`` pair of dot-family attention.
 
     Parameters
@@ -384,9 +407,9 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
     store_weights : bool
     log_sum_exp : ndarray of shape (B, H, Lq)
         Output: the softmax row statistics.
-    idx, counts, key_buf, value_buf, score_buf : ndarrays
+    idx, counts, key_buf, value_buf, score_buf, inv_buf : ndarrays
         This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
-        ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)``).
+        ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)``, ``(QUERY_BLOCK,)``).
     """
     n_heads = q.shape[1]
     b = item // n_heads
@@ -410,10 +433,17 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
         else:
             scores = score_buf[: (stop - start) * n].reshape((stop - start, n))
         gemm(q[b, h, start:stop], keys, scores, False, True)
-        _masked_softmax_rows(scores, counts[start:stop], scale, log_sum_exp[b, h, start:stop])
-        gemm(scores, values, context[b, h, start:stop])
-        if store_weights and not direct:
-            _scatter_weights(scores, idx, n, prefix, weights[b, h, start:stop])
+        # The context rows (Dv wide) are normalised instead of the scores
+        # (n wide): a pass over the scores fewer when the weights are not
+        # stored, and the same context whether they are or not.
+        _exp_rows(scores, counts[start:stop], scale, log_sum_exp[b, h, start:stop], inv_buf)
+        out = context[b, h, start:stop]
+        gemm(scores, values, out)
+        _scale_rows(out, inv_buf)
+        if store_weights:
+            _scale_rows(scores, inv_buf)
+            if not direct:
+                _scatter_weights(scores, idx, n, prefix, weights[b, h, start:stop])
 
 
 @jit()
@@ -556,9 +586,11 @@ def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights,
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
         1, q, k, v, min(q.shape[2], QUERY_BLOCK))
+    inv_buf = np.empty((1, QUERY_BLOCK), dtype=q.dtype)
     for item in range(q.shape[0] * q.shape[1]):
         _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
-                          log_sum_exp, idx[0], counts[0], key_buf[0], value_buf[0], score_buf[0])
+                          log_sum_exp, idx[0], counts[0], key_buf[0], value_buf[0], score_buf[0],
+                          inv_buf[0])
 
 
 @jit(parallel=True)
@@ -571,10 +603,12 @@ def dot_attention_forward_parallel(q, k, v, mask, causal, scale, context, weight
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
         n_threads, q, k, v, min(q.shape[2], QUERY_BLOCK))
+    inv_buf = np.empty((n_threads, QUERY_BLOCK), dtype=q.dtype)
     for item in prange(q.shape[0] * q.shape[1]):
         t = numba.get_thread_id()
         _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
-                          log_sum_exp, idx[t], counts[t], key_buf[t], value_buf[t], score_buf[t])
+                          log_sum_exp, idx[t], counts[t], key_buf[t], value_buf[t], score_buf[t],
+                          inv_buf[t])
 
 
 @jit()
