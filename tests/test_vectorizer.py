@@ -473,3 +473,19 @@ def test_transform_in_chunks_equals_one_pass(monkeypatch):
     with pytest.warns(UserWarning, match="1 of 5 documents"):
         np.testing.assert_array_equal(short_first, vec.transform(docs))
     assert short_first.shape[1] == 4 and (short_first[:4, 2:] == PAD_ID).all()
+
+
+@given(st.lists(st.text(alphabet="ab cd", max_size=30), min_size=1, max_size=6),
+       st.integers(1, 3), st.integers(1, 3), st.integers(0, 5), st.sampled_from([None, 6]),
+       st.booleans())
+def test_fast_and_token_tracking_encodings_agree(docs, min_n, extra, n_buckets, max_len,
+                                                 start):
+    """``transform`` (ids only) and ``transform_with_tokens`` encode the same ids."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        vec = TextSequenceVectorizer(ngram_range=(min_n, min_n + extra - 1),
+                                     n_buckets=n_buckets, max_len=max_len,
+                                     add_start_token=start).fit(docs[: max(1, len(docs) // 2)])
+        ids = vec.transform(docs)
+        tracked, _ = vec.transform_with_tokens(docs)
+    np.testing.assert_array_equal(ids, tracked)

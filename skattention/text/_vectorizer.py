@@ -353,6 +353,17 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         limit = None if self.max_len is None else self.max_len - int(start)
         rows, token_rows, n_cut = [], [], 0
         for tokens in tokenized:
+            if not want_tokens:
+                # Fast path (most documents): ids straight from the terms,
+                # without the per-term bookkeeping that truncation needs.
+                row = self._row_ids(tokens, min_n, max_n, get, bucket_offset)
+                if limit is None or len(row) <= limit:
+                    if start:
+                        row.insert(0, START_ID)
+                    elif not row:
+                        row = [UNK_ID]
+                    rows.append(row)
+                    continue
             # (index of the term's last word, id, text) for every emitted term,
             # n-gram order by n-gram order, each in reading order.
             terms = []
@@ -393,6 +404,29 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         ids[np.arange(width) < lengths[:, None]] = np.fromiter(
             itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
         return ids, token_rows, n_cut
+
+    def _row_ids(self, tokens, min_n, max_n, get, bucket_offset):
+        """Ids of every term of one document, as :meth:`_encode` orders them.
+
+        Returns
+        -------
+        row : list of int
+            n-gram order by n-gram order, each in reading order; unknown
+            words are ``UNK_ID`` (or their hash bucket), unknown longer
+            n-grams are skipped (or hashed).
+        """
+        n_buckets = self.n_buckets
+        row = []
+        for n in range(min_n, max_n + 1):
+            terms = _ngrams(tokens, n)
+            if n_buckets:
+                row.extend([j if j is not None else bucket_offset + _bucket(term, n_buckets)
+                            for j, term in zip(map(get, terms), terms)])
+            elif n == 1:
+                row.extend([get(term, UNK_ID) for term in terms])
+            else:
+                row.extend([j for j in map(get, terms) if j is not None])
+        return row
 
     def _warn_truncated(self, n_cut, n_docs):
         if n_cut:
