@@ -477,7 +477,10 @@ def _git_revision():
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
                               capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # This benchmark's own reports are left out: an earlier run's output
+        # is not a change to the code being measured.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude,glob)benchmarks/results_timeseries*.md"],
                                cwd=HERE, capture_output=True, text=True).stdout.strip()
         return head + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
