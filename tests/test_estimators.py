@@ -555,3 +555,28 @@ def test_divergence_names_the_cause_and_the_learning_rate():
     clf = tiny(AttentionRegressor, max_iter=20, learning_rate_init=1e8, solver="sgd")
     with pytest.raises(FloatingPointError, match="learning_rate_init"):
         quiet_fit(clf, X3, np.arange(len(X3), dtype=float))
+
+
+def test_inference_batches_are_bounded_in_positions_and_agree(monkeypatch):
+    """Outputs do not depend on how inference splits the samples into batches."""
+    from skattention.estimators import _base
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(23, 9, 2))
+    X[5, 6:] = np.nan  # a shorter sequence
+    y = (X[:, 0, 0] > 0).astype(int)
+    model = AttentionClassifier(d_model=8, n_heads=2, n_layers=1, max_iter=3, batch_size=8,
+                                random_state=0).fit(X, y)
+    whole = (model.predict_proba(X), model.transform(X), model.explain(X),
+             model.explain(X, all_layers=True))
+    assert len(_base._batches(X)) == 1
+    monkeypatch.setattr(_base, "_PREDICT_TOKENS", 9 * 4)  # 4 sequences of 9 steps per batch
+    assert [len(range(23)[rows]) for rows in _base._batches(X)] == [4] * 5 + [3]
+    split = (model.predict_proba(X), model.transform(X), model.explain(X),
+             model.explain(X, all_layers=True))
+    for got, want in zip(split[:3], whole[:3]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(split[3]["pooling"], whole[3]["pooling"], rtol=1e-6, atol=1e-7)
+    for got, want in zip(split[3]["layers"], whole[3]["layers"]):
+        assert got.shape == (23, 2, 9, 9)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

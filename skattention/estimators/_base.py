@@ -24,7 +24,29 @@ from .._validation import _check_float32_range, check_sequences, is_sequence_inp
 
 __all__ = ["BaseAttentionEstimator"]
 
+#: Inference runs over batches of at most this many sequences ...
 _PREDICT_BATCH = 1024
+#: ... and of at most this many positions (sequences x steps), so that the
+#: activations of one batch (a few arrays of ``tokens x d_model``) stay the
+#: same size whatever the sequence length: 1,024 sequences of 512 steps
+#: would need a 400 MB query/key/value array at ``d_model=64``.
+_PREDICT_TOKENS = 65536
+
+
+def _batches(values):
+    """Slices of the samples for one inference batch each.
+
+    Parameters
+    ----------
+    values : ndarray of shape (N, L, ...) or (N, L)
+
+    Returns
+    -------
+    slices : list of slice
+    """
+    length = values.shape[1] if values.ndim > 1 else 1
+    size = max(1, min(_PREDICT_BATCH, _PREDICT_TOKENS // max(1, length)))
+    return [slice(i, i + size) for i in range(0, values.shape[0], size)]
 
 
 class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -443,9 +465,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     # ---------------------------------------------------------------- outputs
 
     def _predict_output(self, network, params, values, mask):
-        outputs = [network.predict(params, values[i: i + _PREDICT_BATCH],
-                                   mask[i: i + _PREDICT_BATCH])
-                   for i in range(0, values.shape[0], _PREDICT_BATCH)]
+        outputs = [network.predict(params, values[rows], mask[rows]) for rows in _batches(values)]
         return np.concatenate(outputs, axis=0)
 
     def _forward_output(self, X):
@@ -457,9 +477,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _pooling_attention(self, network, params, values, mask):
         chunks = []
-        for i in range(0, values.shape[0], _PREDICT_BATCH):
-            result = network.explain(params, values[i: i + _PREDICT_BATCH],
-                                     mask[i: i + _PREDICT_BATCH])
+        for rows in _batches(values):
+            result = network.explain(params, values[rows], mask[rows])
             pooling = result[0] if isinstance(result, tuple) else result
             chunks.append(pooling.mean(axis=1))
         return np.concatenate(chunks, axis=0).astype(np.float64)
@@ -481,9 +500,8 @@ n_features), or list of arrays
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
         network, params = self._inference_network()
-        chunks = [network.transform(params, values[i: i + _PREDICT_BATCH],
-                                    mask[i: i + _PREDICT_BATCH])
-                  for i in range(0, values.shape[0], _PREDICT_BATCH)]
+        chunks = [network.transform(params, values[rows], mask[rows])
+                  for rows in _batches(values)]
         return np.concatenate(chunks, axis=0).astype(np.float64)
 
     @property
@@ -516,7 +534,11 @@ n_features), or list of arrays
         network, params = self._inference_network()
         if not all_layers:
             return self._pooling_attention(network, params, values, mask)
-        pooling, layers = network.explain(params, values, mask, all_layers=True)
+        parts = [network.explain(params, values[rows], mask[rows], all_layers=True)
+                 for rows in _batches(values)]
+        pooling = np.concatenate([part[0] for part in parts], axis=0)
+        layers = [np.concatenate([part[1][j] for part in parts], axis=0)
+                  for j in range(len(parts[0][1]))]
         # Padded query rows hold whatever the kernel computed for a query
         # nobody reads; report them as 0 like every other padded weight.
         real = mask[:, None, :, None] & mask[:, None, None, :]
