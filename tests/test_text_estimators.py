@@ -234,3 +234,36 @@ def test_save_load_keeps_ngram_and_bucket_parameters(tmp_path):
     assert again.vectorizer_.ngram_range == (1, 3) and again.vectorizer_.n_buckets == 5
     docs = ["not good at all", "very fine film", ""]
     np.testing.assert_array_equal(again.predict_proba(docs), clf.predict_proba(docs))
+
+
+def test_fit_tokenises_once_and_token_importances_match_the_training_ids(monkeypatch):
+    from skattention.text import TextSequenceVectorizer
+
+    tokenised = []
+    original = TextSequenceVectorizer._tokenizer
+
+    def counting_tokenizer(self):
+        tokenize = original(self)
+
+        def counted(doc):
+            tokenised.append(doc)
+            return tokenize(doc)
+        return counted
+
+    monkeypatch.setattr(TextSequenceVectorizer, "_tokenizer", counting_tokenizer)
+    clf = TextAttentionClassifier(**FAST).fit(DOCS, LABELS)
+    assert len(tokenised) == len(DOCS)  # fit tokenises every document once
+    assert "_fit_ids" not in clf.__dict__  # nothing of the training data is kept
+    ids = clf.vectorizer_.transform(DOCS)
+    labels = np.asarray(LABELS)
+    for label in clf.classes_:
+        rows = labels == label
+        mass = np.bincount(ids[rows].ravel(), weights=clf.attention_weights_[rows].ravel(),
+                           minlength=clf.vectorizer_.n_vocabulary_) / rows.sum()
+        np.testing.assert_allclose(clf.token_importances_[label].to_numpy(), mass[1:])
+    with pytest.raises(ValueError):
+        clf.fit(DOCS, LABELS[:-1])
+    assert "_fit_ids" not in clf.__dict__
+    warm = TextAttentionClassifier(**FAST, warm_start=True).fit(DOCS, LABELS)
+    warm.fit(DOCS[::-1], LABELS[::-1])  # a second fit: ids from transform, same bookkeeping
+    assert "_fit_ids" not in warm.__dict__ and len(warm.attention_weights_) == len(DOCS)

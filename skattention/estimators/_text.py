@@ -107,10 +107,31 @@ class _TextInputMixin:
     def _prepare_X(self, X, reset):
         X = _as_sized(X)
         if reset:
-            self.vectorizer_ = self._make_vectorizer().fit(X)
+            self.vectorizer_ = self._make_vectorizer()
+            ids = self.vectorizer_.fit_transform(X)  # tokenises once
             self._input_kind = "text"
-        ids = self.vectorizer_.transform(X)
+        else:
+            ids = self.vectorizer_.transform(X)
+        if "_fit_ids" in self.__dict__:
+            # Inside _fit_documents: keep the training ids for token_importances_.
+            self._fit_ids = ids
         return np.ascontiguousarray(ids, dtype=np.int64), ids != 0
+
+    def _fit_documents(self, X, y, sample_weight):
+        """Fit on documents; return the training token ids.
+
+        Returns
+        -------
+        ids : ndarray of shape (n_documents, n_positions), int64
+            The ids the model was trained on, for :meth:`_token_importances`
+            (so that ``fit`` tokenises the documents once).
+        """
+        self._fit_ids = None
+        try:
+            self._fit(_as_sized(X), y, sample_weight, incremental=False)
+            return self._fit_ids
+        finally:
+            del self._fit_ids
 
     def _network_config(self, ids, n_outputs):
         if self.d_model % self.n_heads:
@@ -148,9 +169,8 @@ class _TextInputMixin:
         index = X.index if isinstance(X, pd.Series) else None
         return TextExplanation(tokens, per_doc, index)
 
-    def _token_importances(self, X, groups):
-        """Mean attention mass per vocabulary token over documents, per group."""
-        ids = self.vectorizer_.transform(X)
+    def _token_importances(self, ids, groups):
+        """Mean attention mass per vocabulary token over the training ids, per group."""
         weights = self.attention_weights_[:, : ids.shape[1]]
         names = self.vectorizer_._id_to_token()
         names += [f"<bucket {b}>" for b in range(self.vectorizer_.n_vocabulary_ - len(names))]
@@ -295,11 +315,10 @@ max_len :
         -------
         self : TextAttentionClassifier
         """
-        X = _as_sized(X)
-        self._fit(X, y, sample_weight, incremental=False)
+        ids = self._fit_documents(X, y, sample_weight)
         labels = np.asarray(y)
         self.token_importances_ = self._token_importances(
-            X, [(label, labels == label) for label in self.classes_])
+            ids, [(label, labels == label) for label in self.classes_])
         return self
 
 
@@ -396,9 +415,7 @@ max_len :
         -------
         self : TextAttentionRegressor
         """
-        X = _as_sized(X)
-        self._fit(X, y, sample_weight, incremental=False)
-        n = len(self.attention_weights_)
+        ids = self._fit_documents(X, y, sample_weight)
         self.token_importances_ = self._token_importances(
-            X, [("importance", np.ones(n, dtype=bool))])["importance"]
+            ids, [("importance", np.ones(len(ids), dtype=bool))])["importance"]
         return self
