@@ -362,6 +362,38 @@ def _keys_of(src, idx, n, prefix, buffer):
 
 
 @jit()
+def _transposed_keys(src, idx, n, prefix, buffer):
+    """The rows of the real keys, transposed into a C-contiguous ``(W, n)`` block.
+
+    ``Q K^T`` through BLAS is 1.5-2x faster as a plain product with ``K^T``
+    laid out in memory than with the transpose flag on ``K`` (measured for
+    32 x 32 x 16 and 64 x 90 x 16 products, one thread), and the copy costs
+    ``n * W`` element moves per ``(b, h)`` pair.
+
+    Parameters
+    ----------
+    src : ndarray of shape (L, W)
+    idx : ndarray of shape (>= n,), int64
+        Positions of the real keys (used unless ``prefix``).
+    n : int
+    prefix : bool
+        True when the real keys are rows ``0 .. n-1``.
+    buffer : ndarray of shape (>= W * n,)
+
+    Returns
+    -------
+    keys_t : ndarray of shape (W, n)
+    """
+    width = src.shape[1]
+    keys_t = buffer[: width * n].reshape((width, n))
+    for jj in range(n):
+        row = src[jj] if prefix else src[idx[jj]]
+        for e in range(width):
+            keys_t[e, jj] = row[e]
+    return keys_t
+
+
+@jit()
 def _prepare_item(mask_row, causal, n_queries, idx, counts):
     """Real-key positions and visible counts of one sequence.
 
@@ -422,7 +454,7 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
         if store_weights:
             weights[b, h, :, :] = 0
         return
-    keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
+    keys_t = _transposed_keys(k[b, h], idx, n, prefix, key_buf)
     values = _keys_of(v[b, h], idx, n, prefix, value_buf)
     direct = store_weights and n == n_keys
     for start in range(0, n_queries, QUERY_BLOCK):
@@ -432,7 +464,7 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
             scores = weights[b, h, start:stop]
         else:
             scores = score_buf[: (stop - start) * n].reshape((stop - start, n))
-        gemm(q[b, h, start:stop], keys, scores, False, True)
+        gemm(q[b, h, start:stop], keys_t, scores)
         # The context rows (Dv wide) are normalised instead of the scores
         # (n wide): a pass over the scores fewer when the weights are not
         # stored, and the same context whether they are or not.
@@ -449,7 +481,7 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
 @jit()
 def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
                        log_sum_exp, grad_context, grad_q, grad_k, grad_v, idx, counts,
-                       key_buf, value_buf,
+                       key_buf, key_t_buf, value_buf,
                        prob_buf, grad_buf, grad_key_buf, grad_value_buf):
     """Backward pass of one ``(b, h)`` pair of dot-family attention.
 
@@ -469,9 +501,9 @@ def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
     grad_context : ndarray of shape (B, H, Lq, Dv)
     grad_q, grad_k, grad_v : ndarrays shaped like q, k, v
         Outputs.
-    idx, counts, key_buf, value_buf, prob_buf, grad_buf, grad_key_buf, grad_value_buf : \
-ndarrays
-        This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
+    idx, counts, key_buf, key_t_buf, value_buf, prob_buf, grad_buf, grad_key_buf, \
+grad_value_buf : ndarrays
+        This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)`` twice,
         ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)`` twice, ``(Lk*D,)``, ``(Lk*Dv,)``).
     """
     n_heads = q.shape[1]
@@ -486,7 +518,8 @@ ndarrays
         grad_v[b, h, :, :] = 0
         return
     keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
-    values = _keys_of(v[b, h], idx, n, prefix, value_buf)
+    keys_t = _transposed_keys(k[b, h], idx, n, prefix, key_t_buf)
+    values_t = _transposed_keys(v[b, h], idx, n, prefix, value_buf)
     # dK and dV sum over query blocks; for trailing padding they accumulate
     # straight into the outputs.
     if prefix:
@@ -504,7 +537,7 @@ ndarrays
         queries = q[b, h, start:stop]
         if not use_weights:
             probs = prob_buf[: rows * n].reshape((rows, n))
-            gemm(queries, keys, probs, False, True)
+            gemm(queries, keys_t, probs)
             _recompute_probs(probs, counts[start:stop], scale, log_sum_exp[b, h, start:stop])
         elif n == n_keys:
             probs = weights[b, h, start:stop]
@@ -515,7 +548,7 @@ ndarrays
         grad_out = grad_context[b, h, start:stop]
         gemm(probs, grad_out, grad_values, True, False, 1.0, accumulate)
         grad_scores = grad_buf[: rows * n].reshape((rows, n))
-        gemm(grad_out, values, grad_scores, False, True)
+        gemm(grad_out, values_t, grad_scores)
         _softmax_backward_rows(probs, grad_scores, counts[start:stop], scale)
         gemm(grad_scores, keys, grad_q[b, h, start:stop])
         gemm(grad_scores, queries, grad_keys, True, False, 1.0, accumulate)
@@ -548,13 +581,14 @@ def _backward_scratch(n_threads, q, k, v, score_rows):
 
 @jit()
 def _dot_backward_scratch(n_threads, q, k, v):
-    """Scratch of the dot-family backward: the common part plus dK/dV accumulators."""
+    """Scratch of the dot-family backward: the forward's, ``K^T``, ``dP`` and dK/dV."""
     idx, counts, key_buf, value_buf, prob_buf = _forward_scratch(
         n_threads, q, k, v, min(q.shape[2], QUERY_BLOCK))
+    key_t_buf = np.empty_like(key_buf)
     grad_buf = np.empty_like(prob_buf)
     grad_key_buf = np.empty((n_threads, k.shape[2] * k.shape[3]), dtype=q.dtype)
     grad_value_buf = np.empty((n_threads, k.shape[2] * v.shape[3]), dtype=q.dtype)
-    return (idx, counts, key_buf, value_buf, prob_buf, grad_buf, grad_key_buf,
+    return (idx, counts, key_buf, key_t_buf, value_buf, prob_buf, grad_buf, grad_key_buf,
             grad_value_buf)
 
 
@@ -639,7 +673,8 @@ def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, use_wei
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
                            log_sum_exp, grad_context, grad_q, grad_k, grad_v,
                            scratch[0][0], scratch[1][0], scratch[2][0], scratch[3][0],
-                           scratch[4][0], scratch[5][0], scratch[6][0], scratch[7][0])
+                           scratch[4][0], scratch[5][0], scratch[6][0], scratch[7][0],
+                           scratch[8][0])
 
 
 @jit(parallel=True)
@@ -656,4 +691,5 @@ def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, use_w
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
                            log_sum_exp, grad_context, grad_q, grad_k, grad_v,
                            scratch[0][t], scratch[1][t], scratch[2][t], scratch[3][t],
-                           scratch[4][t], scratch[5][t], scratch[6][t], scratch[7][t])
+                           scratch[4][t], scratch[5][t], scratch[6][t], scratch[7][t],
+                           scratch[8][t])
