@@ -163,6 +163,39 @@ def test_kernel_threads_holds_scipy_blas_at_one_thread_and_restores_it():
     assert [lib.num_threads for lib in blas] == before
 
 
+def test_a_pass_holds_scipy_blas_once_and_restores_it_even_after_an_error():
+    from skattention._backend._cpu import CPUBackend
+
+    blas = _threads._scipy_blas_controllers()
+    if not blas:
+        pytest.skip("no SciPy BLAS found by threadpoolctl")
+    before = [lib.num_threads for lib in blas]
+    backend = CPUBackend(n_threads=2)
+    calls = []
+    original = _threads._set_blas_threads
+
+    def counting(lib, count):
+        calls.append(count)
+        original(lib, count)
+
+    _threads._set_blas_threads = counting
+    try:
+        with backend.reuse_buffers("pass"):
+            assert [lib.num_threads for lib in blas] == [1] * len(blas)
+            x = np.ones((300, 8), np.float32)
+            for _ in range(5):  # kernels inside the pass do not touch the limit again
+                backend.linear_forward(x, np.ones((8, 4), np.float32), None, "identity",
+                                       np.empty((300, 4), np.float32))
+        assert calls == [1] * len(blas) + before
+        with pytest.raises(RuntimeError, match="boom"):
+            with backend.reuse_buffers("pass"):
+                raise RuntimeError("boom")
+    finally:
+        _threads._set_blas_threads = original
+    assert [lib.num_threads for lib in blas] == before
+    assert _threads._blas_depth == 0
+
+
 def test_kernel_threads_restores_everything_after_an_error():
     before = numba.get_num_threads()
     with pytest.raises(RuntimeError, match="boom"):

@@ -17,6 +17,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
+from ._threads import hold_blas
 
 __all__ = ["CPUArrayOps"]
 
@@ -129,7 +130,8 @@ class CPUArrayOps:
         order, so the k-th request of a pass gets the k-th array of the
         previous pass with that ``key``. Only use it where nothing from the
         previous pass is read again (its arrays are overwritten); results
-        that outlive the pass must be copied.
+        that outlive the pass must be copied. The kernels' BLAS is held at
+        one thread for the whole pass (see :func:`._threads.hold_blas`).
 
         Parameters
         ----------
@@ -140,7 +142,9 @@ class CPUArrayOps:
         saved = getattr(self, "_pool", None), getattr(self, "_pool_index", 0)
         self._pool, self._pool_index = pools.setdefault(key, []), 0
         try:
-            yield
+            # A pass is dozens of kernel calls: hold the BLAS limit once.
+            with hold_blas():
+                yield
         finally:
             self._pool, self._pool_index = saved
 

@@ -68,7 +68,7 @@ try:
 except ImportError:  # pragma: no cover - layout of another Numba version
     _numba_parallel = None
 
-__all__ = ["kernel_threads", "default_n_threads", "serial_only"]
+__all__ = ["kernel_threads", "hold_blas", "default_n_threads", "serial_only"]
 
 _lock = threading.Lock()          # guards the BLAS controllers' lookup
 _blas_lock = threading.Lock()     # guards _blas_depth / _blas_saved
@@ -186,6 +186,22 @@ def _release_blas():
 
 
 @contextlib.contextmanager
+def hold_blas():
+    """Hold the kernels' BLAS at one thread for a block of kernel calls.
+
+    Every :func:`kernel_threads` sets and restores the limit itself (two
+    threadpoolctl calls, ~4 us of its ~9 us); inside this block the limit is
+    already held, so a pass of many small kernels skips that. Counted like
+    the per-kernel hold, so blocks and kernels nest from any thread.
+    """
+    _hold_blas()
+    try:
+        yield
+    finally:
+        _release_blas()
+
+
+@contextlib.contextmanager
 def kernel_threads(n_threads):
     """Run kernels with up to ``n_threads`` Numba threads and a one-thread BLAS.
 
@@ -220,11 +236,14 @@ def kernel_threads(n_threads):
         previous = numba.get_num_threads()
         _hold_blas()
         try:
-            numba.set_num_threads(n_threads)
+            # Setting an unchanged count still costs ~1 us per call.
+            if previous != n_threads:
+                numba.set_num_threads(n_threads)
             try:
                 yield n_threads
             finally:
-                numba.set_num_threads(previous)
+                if previous != n_threads:
+                    numba.set_num_threads(previous)
         finally:
             _release_blas()
     finally:
