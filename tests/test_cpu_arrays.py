@@ -28,6 +28,25 @@ def test_split_and_merge_heads_match_numpy_transposes(n_threads, offset):
     assert (rows[:, untouched] == -7.0).all()
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_gather_rows_packs_and_unpacks_with_zero_rows(n_threads):
+    backend = CPUBackend(n_threads=n_threads)
+    rng = np.random.default_rng(1)
+    mask = rng.random(1500) < 0.6  # more rows than one block
+    x = rng.normal(size=(1500, 5)).astype(np.float32)
+    rows = np.flatnonzero(mask)
+    packed = np.full((rows.size, 5), np.nan, dtype=np.float32)
+    backend.gather_rows(x, rows, packed)
+    np.testing.assert_array_equal(packed, x[mask])
+    slots = np.full(1500, -1, dtype=np.int64)
+    slots[rows] = np.arange(rows.size)
+    unpacked = np.full_like(x, np.nan)
+    backend.gather_rows(packed, slots, unpacked)
+    np.testing.assert_array_equal(unpacked, np.where(mask[:, None], x, 0))
+    with pytest.raises(ValueError, match="gather_rows"):
+        backend.gather_rows(x, rows, np.zeros((rows.size, 4), np.float32))
+
+
 def test_split_heads_refuses_a_layout_that_does_not_fit():
     backend = CPUBackend(n_threads=1)
     with pytest.raises(ValueError, match="split_heads"):

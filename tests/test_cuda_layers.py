@@ -484,6 +484,16 @@ def test_take_rows(gpu, rng, on_device):
         gpu.take_rows(dev(x), np.array([5]), dev(nan_like((1, 2, 3))))
 
 
+def test_gather_rows(gpu, rng):
+    x = rand(rng, 6, 3)
+    index = np.array([5, -1, 0, 0, -1])
+    out = dev(nan_like((5, 3)))
+    gpu.gather_rows(dev(x), dev(index), out)
+    np.testing.assert_array_equal(host(out), np.where(index[:, None] >= 0, x[index], 0))
+    with pytest.raises(ValueError, match="gather_rows"):
+        gpu.gather_rows(dev(x), dev(index), dev(nan_like((5, 2))))
+
+
 # ------------------------------------------------------------- availability
 
 

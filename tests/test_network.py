@@ -144,7 +144,7 @@ def test_forward_matches_numpy_oracle(overrides):
     np.testing.assert_allclose(pooling, pool_weights, rtol=1e-10, atol=1e-12)
     assert len(layers) == len(layer_weights)
     for got, want in zip(layers, layer_weights):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got, want * mask[:, None, :, None], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("pooling", ["attention", "mean"])
@@ -296,9 +296,10 @@ def test_predict_transform_explain_agree_with_forward(pooling, score):
     assert len(layers) == 2
     for w in layers:
         assert w.shape == (N, HEADS, L, L)
-        np.testing.assert_allclose(w.sum(-1)[real], 1.0, rtol=1e-12)
+        queries = np.broadcast_to(mask[:, None, :], w.shape[:3])
+        np.testing.assert_allclose(w.sum(-1)[queries], 1.0, rtol=1e-12)
         assert np.all(w[~np.broadcast_to(mask[:, None, None, :], w.shape)] == 0)
-        assert np.all(w[~real] == 0)
+        assert np.all(w[~queries] == 0)
 
 
 @pytest.mark.parametrize("score", SCORES)
@@ -343,6 +344,56 @@ def test_padding_and_batch_invariance(overrides):
     order = np.array([4, 2, 0, 3, 1])
     permuted = net.predict(params, X[order], mask[order])
     np.testing.assert_allclose(permuted, batch_out[order], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(attention_score="scaled_dot", input_kind="tokens", positional="learned"),
+    dict(attention_score="additive", input_kind="values", pooling="mean"),
+    dict(attention_score="general", input_kind="values", positional="none", n_layers=2),
+])
+def test_packed_rows_match_the_dense_pass(monkeypatch, overrides):
+    """The encoder on the real rows only gives the dense pass's output and gradient."""
+    import skattention._nn._network as network
+
+    config = make_config(dropout=0.0, **{"n_layers": 1, **overrides})
+    net, params, X, mask = make_case(config)
+    probe = np.random.default_rng(3).standard_normal((N, config.n_outputs))
+    results = {}
+    gathers = []
+    real_gather = BACKEND.gather_rows
+    monkeypatch.setattr(BACKEND, "gather_rows",
+                        lambda *args: gathers.append(1) or real_gather(*args), raising=False)
+    for pack_below in (0.0, 1.0):
+        monkeypatch.setattr(network, "PACK_BELOW", pack_below)
+        del gathers[:]
+        output, cache = net.forward(params, X, mask)
+        grad = net.backward(params, cache, probe)
+        pooling, layers = net.explain(params, X, mask, all_layers=True)
+        results[pack_below] = output, grad, net.transform(params, X, mask), pooling, layers
+        # Dense: no copies; packed: two per layer each way, and the ends.
+        assert (len(gathers) > 0) == (pack_below == 1.0)
+    dense, packed = results[0.0], results[1.0]
+    for a, b in zip(dense[:4], packed[:4]):
+        np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13)
+    for a, b in zip(dense[4], packed[4]):
+        np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13)
+
+
+def test_packing_is_chosen_by_the_share_of_padding():
+    net, _, _, _ = make_case(make_config(n_layers=1))
+    full = np.ones((2, 10), dtype=bool)
+    assert net._packing(full) is None
+    assert net._packing(np.zeros((2, 10), dtype=bool)) is None
+    mostly = full.copy()
+    mostly[0, 9] = False  # 95 % real: not worth the copies
+    assert net._packing(mostly) is None
+    ragged = np.arange(10)[None, :] < np.array([[3], [7]])
+    rows, slots = net._packing(ragged)
+    np.testing.assert_array_equal(rows, np.flatnonzero(ragged))
+    np.testing.assert_array_equal(slots[rows], np.arange(10))
+    assert np.all(slots[~ragged.ravel()] == -1)
+    layerless, _, _, _ = make_case(make_config(n_layers=0))
+    assert layerless._packing(ragged) is None
 
 
 # ---------------------------------------------------------------- parameters

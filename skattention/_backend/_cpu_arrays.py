@@ -77,6 +77,39 @@ def merge_heads_parallel(x, out, offset):
         _merge_item(item, x, out, offset)
 
 
+#: Rows per block of :func:`gather_rows_parallel`.
+GATHER_BLOCK = 512
+
+
+@jit()
+def _gather_block(block, x, index, out):
+    start = block * GATHER_BLOCK
+    stop = min(start + GATHER_BLOCK, out.shape[0])
+    zero = out.dtype.type(0)
+    for i in range(start, stop):
+        row = out[i]
+        source = index[i]
+        if source < 0:
+            for e in range(row.shape[0]):
+                row[e] = zero
+        else:
+            src = x[source]
+            for e in range(row.shape[0]):
+                row[e] = src[e]
+
+
+@jit()
+def gather_rows_serial(x, index, out):
+    for block in range((out.shape[0] + GATHER_BLOCK - 1) // GATHER_BLOCK):
+        _gather_block(block, x, index, out)
+
+
+@jit(parallel=True)
+def gather_rows_parallel(x, index, out):
+    for block in prange((out.shape[0] + GATHER_BLOCK - 1) // GATHER_BLOCK):
+        _gather_block(block, x, index, out)
+
+
 class CPUArrayOps:
     """NumPy array operations; mixed into :class:`~._cpu.CPUBackend`."""
 
@@ -310,6 +343,26 @@ class CPUArrayOps:
         out : ndarray of shape (K, ...)
         """
         np.take(x, index, axis=0, out=out)
+
+    def gather_rows(self, x, index, out):
+        """Rows of a token-row matrix by index, zero rows where the index is negative.
+
+        Packs the real tokens of a padded batch (``index`` = their row
+        numbers) and unpacks them again (``index`` = each padded row's packed
+        row, -1 on padding, which becomes a zero row).
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C)
+        index : ndarray of shape (K,), int64
+            Entries in ``[-1, N)``; not checked (the network builds them).
+        out : ndarray of shape (K, C)
+            Receives ``x[index[k]]``, or zeros where ``index[k] < 0``.
+        """
+        if x.ndim != 2 or out.shape != (index.shape[0], x.shape[1]):
+            raise ValueError(f"gather_rows: out {out.shape} does not match {index.shape[0]} "
+                             f"rows of x {x.shape}.")
+        self.run(gather_rows_serial, gather_rows_parallel, x, index, out)
 
     # ------------------------------------------------------ mean pooling
 

@@ -228,13 +228,17 @@ def nonfinite_kernel(x, flag):
 
 
 @cuda.jit
-def take_rows_kernel(x, index, out):
-    """``out[k, j] = x[index[k], j]`` for x (N, W), out (K, W)."""
+def gather_rows_kernel(x, index, out):
+    """``out[k] = x[index[k]]``, zero where ``index[k] < 0``; x (N, W), out (K, W)."""
     i = cuda.grid(1)
     width = out.shape[1]
     if i < out.shape[0] * width:
         k = i // width
-        out[k, i % width] = x[index[k], i % width]
+        source = index[k]
+        if source >= 0:
+            out[k, i % width] = x[source, i % width]
+        else:
+            out[k, i % width] = 0
 
 
 _F1 = "float32[::1]"
@@ -257,7 +261,7 @@ PTX_KERNELS = [
     ("mean_pool_forward", mean_pool_forward_kernel, f"{_F3}, {_F2}, {_F2}"),
     ("mean_pool_backward", mean_pool_backward_kernel, f"{_F2}, {_F2}, {_F3}"),
     ("nonfinite", nonfinite_kernel, f"{_F1}, int32[::1]"),
-    ("take_rows", take_rows_kernel, f"{_F2}, int64[::1], {_F2}"),
+    ("gather_rows", gather_rows_kernel, f"{_F2}, int64[::1], {_F2}"),
 ]
 
 
@@ -524,8 +528,25 @@ class CUDAArrayOps:
         if out.size:
             width = out.size // out.shape[0]
             grid, block = launch_1d(out.size)
-            take_rows_kernel[grid, block](x.reshape(x.shape[0], width), cuda.to_device(host),
-                                          out.reshape(out.shape[0], width))
+            gather_rows_kernel[grid, block](x.reshape(x.shape[0], width), cuda.to_device(host),
+                                            out.reshape(out.shape[0], width))
+
+    def gather_rows(self, x, index, out):
+        """Rows by index, zero rows where the index is negative (see the CPU backend).
+
+        Parameters
+        ----------
+        x : device array of shape (N, C)
+        index : device array of shape (K,), int64
+            Entries in ``[-1, N)``; not checked (the network builds them).
+        out : device array of shape (K, C)
+        """
+        if len(x.shape) != 2 or tuple(out.shape) != (index.shape[0], x.shape[1]):
+            raise ValueError(f"gather_rows: out {tuple(out.shape)} does not match "
+                             f"{index.shape[0]} rows of x {tuple(x.shape)}.")
+        if out.size:
+            grid, block = launch_1d(out.size)
+            gather_rows_kernel[grid, block](x, self.asarray(index, np.int64), out)
 
     # ------------------------------------------------------ mean pooling
 

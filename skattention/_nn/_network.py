@@ -41,6 +41,11 @@ __all__ = ["NetworkConfig", "AttentionNetwork", "LAYER_NORM_EPS"]
 
 #: Layer-norm epsilon (torch's default).
 LAYER_NORM_EPS = 1e-5
+#: The encoder layers run on the real tokens only (packed rows) when at most
+#: this fraction of a batch's steps is real: below it the rows saved in the
+#: linear layers and layer norms outweigh the copies into and out of the
+#: padded layout that attention and pooling read.
+PACK_BELOW = 0.9
 
 _INPUT_KINDS = ("values", "tokens")
 _POSITIONALS = ("sinusoidal", "learned", "none")
@@ -325,6 +330,34 @@ class AttentionNetwork:
             return self._sinusoid[:length]
         return None
 
+    def _packing(self, host_mask):
+        """Row indices that pack a batch's real tokens, or None to run it dense.
+
+        Returns
+        -------
+        packing : tuple or None
+            ``(rows, slots)``: ``rows`` (R,) the flat positions of the real
+            steps, ``slots`` (N*L,) each position's packed row or -1 on
+            padding, both int64 backend arrays; None when the encoder layers
+            run on every step (no layers, no real step, or little padding).
+        """
+        n_tokens = host_mask.size
+        n_real = int(np.count_nonzero(host_mask))
+        if self.config.n_layers == 0 or n_real == 0 or n_real > PACK_BELOW * n_tokens:
+            return None
+        rows = np.flatnonzero(host_mask)
+        slots = np.full(n_tokens, -1, dtype=np.int64)
+        slots[rows] = np.arange(n_real, dtype=np.int64)
+        return self.backend.asarray(rows, np.int64), self.backend.asarray(slots, np.int64)
+
+    def _unpack(self, x, index, n):
+        """``x`` with its rows gathered by ``index`` into ``n`` rows (no index: ``x``)."""
+        if index is None:
+            return x
+        out = self.backend.empty((n, x.shape[1]), x.dtype)
+        self.backend.gather_rows(x, index, out)
+        return out
+
     # --------------------------------------------------------------- forward
 
     def _norm(self, views, name, branch, stream, keep, record):
@@ -393,6 +426,11 @@ class AttentionNetwork:
         head_shape = (batch, heads, length, config.head_dim)
         score = config.attention_score
         norms, drops, layers = [], [], []
+        # Packed: the token-wise work (linear maps, layer norms, dropout) runs
+        # on the real rows only; attention and pooling read the padded layout.
+        packing = self._packing(host_mask)
+        rows, slots = packing if packing is not None else (None, None)
+        n_rows = n_tokens if rows is None else rows.shape[0]
 
         # Embedding and positions.
         stream = backend.empty((n_tokens, d), dtype)
@@ -405,6 +443,7 @@ class AttentionNetwork:
         positions = self._positions(views, length)
         if positions is not None:
             backend.add_rows(stream.reshape(batch, length, d), positions)
+        stream = self._unpack(stream, rows, n_rows)
         self._dropout(stream, training, random_state, keep, drops)
 
         # Encoder layers; ``branch`` is the sub-layer output not yet added to
@@ -415,9 +454,10 @@ class AttentionNetwork:
             prefix = f"layers.{i}."
             saved = {}
             normed, stream = self._norm(views, prefix + "ln1", branch, stream, keep, norms)
-            qkv = backend.empty((n_tokens, 3 * d), dtype)
+            qkv = backend.empty((n_rows, 3 * d), dtype)
             backend.linear_forward(normed, views[prefix + "attn.qkv.weight"],
                                    views[prefix + "attn.qkv.bias"], "identity", qkv)
+            qkv = self._unpack(qkv, slots, n_tokens)
             q, k, v = (backend.heads_of(qkv, head_shape, j * d) for j in range(3))
             merged = backend.empty((n_tokens, d), dtype)
             context, weights, attn_saved = self_attention_forward(
@@ -425,19 +465,20 @@ class AttentionNetwork:
                 _score_views(views, prefix + "attn.score.", score, config.head_dim),
                 store_weights, keep, backend.heads_out(merged, head_shape))
             backend.heads_done(context, merged)
+            merged = self._unpack(merged, rows, n_rows)
             if store_weights:
                 layer_weights.append(weights)
-            attn_out = backend.empty((n_tokens, d), dtype)
+            attn_out = backend.empty((n_rows, d), dtype)
             backend.linear_forward(merged, views[prefix + "attn.out.weight"],
                                    views[prefix + "attn.out.bias"], "identity", attn_out)
             self._dropout(attn_out, training, random_state, keep, drops)
 
             normed2, stream = self._norm(views, prefix + "ln2", attn_out, stream, keep, norms)
-            hidden = backend.empty((n_tokens, config.d_ff), dtype)
-            pre = backend.empty((n_tokens, config.d_ff), dtype) if keep else None
+            hidden = backend.empty((n_rows, config.d_ff), dtype)
+            pre = backend.empty((n_rows, config.d_ff), dtype) if keep else None
             backend.linear_forward(normed2, views[prefix + "ffn.fc1.weight"],
                                    views[prefix + "ffn.fc1.bias"], "gelu", hidden, pre)
-            ffn_out = backend.empty((n_tokens, d), dtype)
+            ffn_out = backend.empty((n_rows, d), dtype)
             backend.linear_forward(hidden, views[prefix + "ffn.fc2.weight"],
                                    views[prefix + "ffn.fc2.bias"], "identity", ffn_out)
             self._dropout(ffn_out, training, random_state, keep, drops)
@@ -448,6 +489,7 @@ class AttentionNetwork:
                 layers.append(saved)
         if config.n_layers > 0:
             states, stream = self._norm(views, "final_ln", branch, stream, keep, norms)
+            states = self._unpack(states, slots, n_tokens)
         else:
             states = stream
 
@@ -478,7 +520,7 @@ class AttentionNetwork:
         result["output"] = output
         if keep:
             result["cache"] = dict(
-                inputs=inputs, mask=mask, norms=norms, drops=drops,
+                inputs=inputs, mask=mask, norms=norms, drops=drops, packing=packing,
                 layers=layers, pool=pool_saved, pooled=pooled, shape=(batch, length))
         return result
 
@@ -558,6 +600,8 @@ class AttentionNetwork:
         batch, length = cache["shape"]
         mask = cache["mask"]
         n_tokens, d, heads = batch * length, config.d_model, config.n_heads
+        rows, slots = cache["packing"] if cache["packing"] is not None else (None, None)
+        n_rows = n_tokens if rows is None else rows.shape[0]
         head_shape = (batch, heads, length, config.head_dim)
         score = config.attention_score
         grad_output = backend.asarray(grad_output, dtype)
@@ -587,6 +631,7 @@ class AttentionNetwork:
         # residual stream after the sub-layer being undone.
         norms, drops = list(cache["norms"]), list(cache["drops"])
         if config.n_layers > 0:
+            grad_states = self._unpack(grad_states, rows, n_rows)
             grad_stream = self._norm_backward(views, grads, norms.pop(), grad_states, None)
         else:
             grad_stream = grad_states
@@ -595,12 +640,12 @@ class AttentionNetwork:
             saved = cache["layers"][i]
             # Feed-forward sub-layer.
             grad_ffn = self._dropout_backward(grad_stream, drops.pop())
-            grad_hidden = backend.empty((n_tokens, config.d_ff), dtype)
+            grad_hidden = backend.empty((n_rows, config.d_ff), dtype)
             backend.linear_backward(saved["hidden"], views[prefix + "ffn.fc2.weight"], None,
                                     grad_ffn, "identity", grad_hidden,
                                     grads[prefix + "ffn.fc2.weight"],
                                     grads[prefix + "ffn.fc2.bias"])
-            grad_normed2 = backend.empty((n_tokens, d), dtype)
+            grad_normed2 = backend.empty((n_rows, d), dtype)
             backend.linear_backward(saved["normed2"], views[prefix + "ffn.fc1.weight"],
                                     saved["pre"], grad_hidden, "gelu", grad_normed2,
                                     grads[prefix + "ffn.fc1.weight"],
@@ -608,11 +653,13 @@ class AttentionNetwork:
             grad_stream = self._norm_backward(views, grads, norms.pop(), grad_normed2, grad_stream)
             # Attention sub-layer.
             grad_attn = self._dropout_backward(grad_stream, drops.pop())
-            grad_merged = backend.empty((n_tokens, d), dtype)
+            grad_merged = backend.empty((n_rows, d), dtype)
             backend.linear_backward(saved["merged"], views[prefix + "attn.out.weight"], None,
                                     grad_attn, "identity", grad_merged,
                                     grads[prefix + "attn.out.weight"],
                                     grads[prefix + "attn.out.bias"])
+            # Zero rows on padding: padded queries must pass no gradient on.
+            grad_merged = self._unpack(grad_merged, slots, n_tokens)
             grad_qkv = backend.empty((n_tokens, 3 * d), dtype)
             parts = self_attention_backward(
                 backend, score, saved["attn"], mask,
@@ -622,7 +669,8 @@ class AttentionNetwork:
                 tuple(backend.heads_out(grad_qkv, head_shape, j * d) for j in range(3)))
             for j, part in enumerate(parts):
                 backend.heads_done(part, grad_qkv, j * d)
-            grad_normed = backend.empty((n_tokens, d), dtype)
+            grad_qkv = self._unpack(grad_qkv, rows, n_rows)
+            grad_normed = backend.empty((n_rows, d), dtype)
             backend.linear_backward(saved["normed"], views[prefix + "attn.qkv.weight"], None,
                                     grad_qkv, "identity", grad_normed,
                                     grads[prefix + "attn.qkv.weight"],
@@ -630,7 +678,8 @@ class AttentionNetwork:
             grad_stream = self._norm_backward(views, grads, norms.pop(), grad_normed, grad_stream)
 
         # Embedding dropout, positions and the embedding itself.
-        grad_embed = self._dropout_backward(grad_stream, drops.pop())
+        grad_embed = self._unpack(self._dropout_backward(grad_stream, drops.pop()), slots,
+                                  n_tokens)
         if config.positional == "learned":
             backend.sum_axis0(grad_embed.reshape(batch, length * d),
                               grads["pos.table"][:length].reshape(length * d))
@@ -695,14 +744,19 @@ class AttentionNetwork:
             padding (all 0 for a sequence without real steps).
         layers : list of ndarray of shape (N, H, L, L)
             Only with ``all_layers=True`` (then a tuple ``(pooling, layers)``
-            is returned): each layer's self-attention weights, rows over keys.
+            is returned): each layer's self-attention weights, rows over keys;
+            the rows of padded queries are 0.
         """
         with self.backend.reuse_buffers("predict"):
             result = self._run(params, X, mask, store_weights=all_layers, until="pooled")
             pooling = np.array(self._host(result["pool_weights"]))
             if not all_layers:
                 return pooling
-            return pooling, [np.array(self._host(weights)) for weights in result["layer_weights"]]
+            # Padded queries attend to nothing: their rows are meaningless (and
+            # differ between the packed and the dense pass), so they read 0.
+            query_mask = np.ascontiguousarray(mask, dtype=bool)[:, None, :, None]
+            return pooling, [np.array(self._host(weights)) * query_mask
+                             for weights in result["layer_weights"]]
 
     def _host(self, array):
         """A NumPy array of a backend array (host arrays pass through)."""
