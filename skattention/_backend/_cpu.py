@@ -98,7 +98,7 @@ class CPUBackend(CPULayerOps, CPUTrainingOps, CPUArrayOps):
     # --------------------------------------------------------- attention
 
     def dot_attention_forward(self, q, k, v, mask, causal, scale, context, weights,
-                              log_sum_exp):
+                              log_sum_exp, skip_queries=False):
         """Dot-family attention forward pass.
 
         Parameters
@@ -116,18 +116,25 @@ class CPUBackend(CPULayerOps, CPUTrainingOps, CPUArrayOps):
             backward pass then recomputes them from ``log_sum_exp``.
         log_sum_exp : ndarray of shape (B, H, Lq)
             Output: the softmax row statistics.
+        skip_queries : bool, default=False
+            Self-attention (queries are the masked steps too): the rows of
+            padded queries are not needed and may be skipped; where they are
+            (trailing padding), their context, weights and statistics rows are 0.
         """
         store = weights is not None
         if not store:
             weights = np.empty((1, 1, 1, 1), dtype=q.dtype)
         self.run_scratch(attn.dot_attention_forward_serial, attn.dot_attention_forward_parallel,
-                         q, k, v, mask, causal, scale, context, weights, store, log_sum_exp)
+                         q, k, v, mask, causal, scale, context, weights, store, log_sum_exp,
+                         skip_queries)
 
     def dot_attention_backward(self, q, k, v, mask, causal, scale, weights, log_sum_exp,
-                               grad_context, grad_q, grad_k, grad_v):
+                               grad_context, grad_q, grad_k, grad_v, skip_queries=False):
         """Backward of :meth:`dot_attention_forward`; fills ``grad_q, grad_k, grad_v``.
 
-        ``weights`` may be None when the forward pass did not store them.
+        ``weights`` may be None when the forward pass did not store them. With
+        ``skip_queries``, the ``grad_context`` rows of padded queries must be 0
+        (they may be left unread) and their ``grad_q`` rows are 0.
         """
         use = weights is not None
         if not use:
@@ -135,7 +142,7 @@ class CPUBackend(CPULayerOps, CPUTrainingOps, CPUArrayOps):
         self.run_scratch(attn.dot_attention_backward_serial,
                          attn.dot_attention_backward_parallel,
                          q, k, v, mask, causal, scale, weights, use, log_sum_exp,
-                         grad_context, grad_q, grad_k, grad_v)
+                         grad_context, grad_q, grad_k, grad_v, skip_queries)
 
     def additive_attention_forward(self, query_proj, key_proj, score_vector, v, mask, causal,
                                    scale, context, weights, log_sum_exp):

@@ -420,8 +420,24 @@ QUERY_BLOCK = 64
 
 
 @jit()
+def _active_queries(skip_queries, prefix, n, n_queries, n_keys):
+    """How many leading query rows of one sequence are computed.
+
+    Self-attention over trailing padding (``skip_queries``, queries and keys
+    the same steps, the real ones a prefix) computes only the ``n`` real
+    query rows: the rows of padded queries are set to 0 in the forward pass
+    and give a zero ``dQ`` without reading their ``dO`` (which the caller
+    guarantees is 0) in the backward pass. Otherwise every row.
+    """
+    if skip_queries and prefix and n_queries == n_keys:
+        return n
+    return n_queries
+
+
+@jit()
 def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
-                      log_sum_exp, idx, counts, key_buf, value_buf, score_buf, inv_buf):
+                      log_sum_exp, skip_queries, idx, counts, key_buf, value_buf, score_buf,
+                      inv_buf):
     """Forward pass of one ``(b, h)`` pair of dot-family attention.
 
     Parameters
@@ -439,6 +455,8 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
     store_weights : bool
     log_sum_exp : ndarray of shape (B, H, Lq)
         Output: the softmax row statistics.
+    skip_queries : bool
+        See :func:`_active_queries`.
     idx, counts, key_buf, value_buf, score_buf, inv_buf : ndarrays
         This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)``,
         ``(Lk*Dv,)``, ``(QUERY_BLOCK*Lk,)``, ``(QUERY_BLOCK,)``).
@@ -448,6 +466,12 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
     h = item % n_heads
     n_queries, n_keys = q.shape[2], k.shape[2]
     n, prefix = _prepare_item(mask[b], causal, n_queries, idx, counts)
+    n_active = _active_queries(skip_queries, prefix, n, n_queries, n_keys)
+    if n_active < n_queries:
+        context[b, h, n_active:, :] = 0
+        log_sum_exp[b, h, n_active:] = 0
+        if store_weights:
+            weights[b, h, n_active:, :] = 0
     if n == 0:
         context[b, h, :, :] = 0
         log_sum_exp[b, h, :] = 0
@@ -457,8 +481,8 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
     keys_t = _transposed_keys(k[b, h], idx, n, prefix, key_buf)
     values = _keys_of(v[b, h], idx, n, prefix, value_buf)
     direct = store_weights and n == n_keys
-    for start in range(0, n_queries, QUERY_BLOCK):
-        stop = min(start + QUERY_BLOCK, n_queries)
+    for start in range(0, n_active, QUERY_BLOCK):
+        stop = min(start + QUERY_BLOCK, n_active)
         if direct:
             # No padding: the weights rows are the scores buffer.
             scores = weights[b, h, start:stop]
@@ -480,8 +504,8 @@ def _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, stor
 
 @jit()
 def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
-                       log_sum_exp, grad_context, grad_q, grad_k, grad_v, idx, counts,
-                       key_buf, key_t_buf, value_buf,
+                       log_sum_exp, grad_context, grad_q, grad_k, grad_v, skip_queries, idx,
+                       counts, key_buf, key_t_buf, value_buf,
                        prob_buf, grad_buf, grad_key_buf, grad_value_buf):
     """Backward pass of one ``(b, h)`` pair of dot-family attention.
 
@@ -501,6 +525,8 @@ def _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
     grad_context : ndarray of shape (B, H, Lq, Dv)
     grad_q, grad_k, grad_v : ndarrays shaped like q, k, v
         Outputs.
+    skip_queries : bool
+        See :func:`_active_queries`.
     idx, counts, key_buf, key_t_buf, value_buf, prob_buf, grad_buf, grad_key_buf, \
 grad_value_buf : ndarrays
         This thread's scratch (``(Lk,)``, ``(Lq,)``, ``(Lk*D,)`` twice,
@@ -517,6 +543,9 @@ grad_value_buf : ndarrays
         grad_k[b, h, :, :] = 0
         grad_v[b, h, :, :] = 0
         return
+    n_active = _active_queries(skip_queries, prefix, n, n_queries, n_keys)
+    if n_active < n_queries:
+        grad_q[b, h, n_active:, :] = 0
     keys = _keys_of(k[b, h], idx, n, prefix, key_buf)
     keys_t = _transposed_keys(k[b, h], idx, n, prefix, key_t_buf)
     values_t = _transposed_keys(v[b, h], idx, n, prefix, value_buf)
@@ -528,11 +557,11 @@ grad_value_buf : ndarrays
     else:
         grad_keys = grad_key_buf[: n * width].reshape((n, width))
         grad_values = grad_value_buf[: n * value_width].reshape((n, value_width))
-    if n_queries == 0:
+    if n_active == 0:
         grad_keys[:, :] = 0
         grad_values[:, :] = 0
-    for start in range(0, n_queries, QUERY_BLOCK):
-        stop = min(start + QUERY_BLOCK, n_queries)
+    for start in range(0, n_active, QUERY_BLOCK):
+        stop = min(start + QUERY_BLOCK, n_active)
         rows = stop - start
         queries = q[b, h, start:stop]
         if not use_weights:
@@ -594,7 +623,7 @@ def _dot_backward_scratch(n_threads, q, k, v):
 
 @jit()
 def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights,
-                                 store_weights, log_sum_exp):
+                                 store_weights, log_sum_exp, skip_queries=False):
     """Dot-family attention forward pass, one thread.
 
     Parameters
@@ -617,19 +646,22 @@ def dot_attention_forward_serial(q, k, v, mask, causal, scale, context, weights,
         the backward pass then recomputes them from ``log_sum_exp``.
     log_sum_exp : ndarray of shape (B, H, Lq)
         Output: the softmax row statistics.
+    skip_queries : bool, default=False
+        Self-attention: compute only the real query rows of sequences with
+        trailing padding (padded rows of context, weights and statistics are 0).
     """
     idx, counts, key_buf, value_buf, score_buf = _forward_scratch(
         1, q, k, v, min(q.shape[2], QUERY_BLOCK))
     inv_buf = np.empty((1, QUERY_BLOCK), dtype=q.dtype)
     for item in range(q.shape[0] * q.shape[1]):
         _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
-                          log_sum_exp, idx[0], counts[0], key_buf[0], value_buf[0], score_buf[0],
-                          inv_buf[0])
+                          log_sum_exp, skip_queries, idx[0], counts[0], key_buf[0], value_buf[0],
+                          score_buf[0], inv_buf[0])
 
 
 @jit(parallel=True)
 def dot_attention_forward_parallel(q, k, v, mask, causal, scale, context, weights,
-                                   store_weights, log_sum_exp, n_threads):
+                                   store_weights, log_sum_exp, skip_queries, n_threads):
     """Dot-family attention forward pass over all Numba threads.
 
     Same parameters as :func:`dot_attention_forward_serial`, plus ``n_threads``,
@@ -641,13 +673,14 @@ def dot_attention_forward_parallel(q, k, v, mask, causal, scale, context, weight
     for item in prange(q.shape[0] * q.shape[1]):
         t = numba.get_thread_id()
         _dot_forward_item(item, q, k, v, mask, causal, scale, context, weights, store_weights,
-                          log_sum_exp, idx[t], counts[t], key_buf[t], value_buf[t], score_buf[t],
-                          inv_buf[t])
+                          log_sum_exp, skip_queries, idx[t], counts[t], key_buf[t], value_buf[t],
+                          score_buf[t], inv_buf[t])
 
 
 @jit()
 def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, use_weights,
-                                  log_sum_exp, grad_context, grad_q, grad_k, grad_v):
+                                  log_sum_exp, grad_context, grad_q, grad_k, grad_v,
+                                  skip_queries=False):
     """Dot-family attention backward pass, one thread.
 
     Parameters
@@ -667,11 +700,14 @@ def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, use_wei
         Output.
     grad_v : ndarray of shape (B, H, Lk, Dv)
         Output.
+    skip_queries : bool, default=False
+        As in the forward pass: padded query rows get a zero ``grad_q`` and
+        their ``grad_context`` rows (which must be 0) are not read.
     """
     scratch = _dot_backward_scratch(1, q, k, v)
     for item in range(q.shape[0] * q.shape[1]):
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
-                           log_sum_exp, grad_context, grad_q, grad_k, grad_v,
+                           log_sum_exp, grad_context, grad_q, grad_k, grad_v, skip_queries,
                            scratch[0][0], scratch[1][0], scratch[2][0], scratch[3][0],
                            scratch[4][0], scratch[5][0], scratch[6][0], scratch[7][0],
                            scratch[8][0])
@@ -680,7 +716,7 @@ def dot_attention_backward_serial(q, k, v, mask, causal, scale, weights, use_wei
 @jit(parallel=True)
 def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, use_weights,
                                     log_sum_exp, grad_context, grad_q, grad_k, grad_v,
-                                    n_threads):
+                                    skip_queries, n_threads):
     """Dot-family attention backward pass over all Numba threads.
 
     Same parameters as :func:`dot_attention_backward_serial`, plus ``n_threads``.
@@ -689,7 +725,7 @@ def dot_attention_backward_parallel(q, k, v, mask, causal, scale, weights, use_w
     for item in prange(q.shape[0] * q.shape[1]):
         t = numba.get_thread_id()
         _dot_backward_item(item, q, k, v, mask, causal, scale, weights, use_weights,
-                           log_sum_exp, grad_context, grad_q, grad_k, grad_v,
+                           log_sum_exp, grad_context, grad_q, grad_k, grad_v, skip_queries,
                            scratch[0][t], scratch[1][t], scratch[2][t], scratch[3][t],
                            scratch[4][t], scratch[5][t], scratch[6][t], scratch[7][t],
                            scratch[8][t])

@@ -626,7 +626,7 @@ class CUDAAttentionOps:
     """
 
     def dot_attention_forward(self, q, k, v, mask, causal, scale, context, weights,
-                              log_sum_exp):
+                              log_sum_exp, skip_queries=False):
         """Dot-family attention forward pass.
 
         Parameters
@@ -644,6 +644,9 @@ class CUDAAttentionOps:
             then recomputes them from ``log_sum_exp``).
         log_sum_exp : device array of shape (B, H, Lq)
             Output: the softmax row statistics.
+        skip_queries : bool, default=False
+            Accepted for the CPU backend's contract (padded query rows not
+            needed); the CUDA kernels compute every row, one thread block each.
 
         Raises
         ------
@@ -662,7 +665,7 @@ class CUDAAttentionOps:
             context, weights, store, log_sum_exp)
 
     def dot_attention_backward(self, q, k, v, mask, causal, scale, weights, log_sum_exp,
-                               grad_context, grad_q, grad_k, grad_v):
+                               grad_context, grad_q, grad_k, grad_v, skip_queries=False):
         """Backward of :meth:`dot_attention_forward`; fills ``grad_q, grad_k, grad_v``.
 
         ``weights`` may be None when the forward pass did not store them; they

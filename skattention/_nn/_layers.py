@@ -180,8 +180,9 @@ def self_attention_forward(backend, score, q, k, v, mask, score_params, store_we
     query = _project(backend, q, score_params["W"]) if score == "general" else q
     weights = backend.empty(q.shape[:3] + (k.shape[2],), dtype) if store_weights else None
     scale = dtype.type(_scale(score, head_dim))
+    # Queries are the masked steps too: padded query rows need not be computed.
     backend.dot_attention_forward(query, k, v, mask, False, scale, context, weights,
-                                  log_sum_exp)
+                                  log_sum_exp, skip_queries=True)
     saved = dict(q=q, query=query, k=k, v=v, weights=weights,
                  log_sum_exp=log_sum_exp) if keep else None
     return context, weights, saved
@@ -200,6 +201,8 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
     mask : ndarray of shape (B, L), bool
     score_params : dict of str to ndarray
     grad_context : ndarray of shape (B, H, L, dh)
+        0 at padded steps (the network's gradients are: nothing reads a
+        padded step's output), so that the dot family may skip those queries.
     grad_score_params : dict of str to ndarray
         Gradient views of the score's parameter blocks (overwritten).
     out : tuple of 3 ndarrays of shape (B, H, L, dh), optional
@@ -240,7 +243,7 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
     scale = dtype.type(_scale(score, q.shape[3]))
     backend.dot_attention_backward(query, k, v, mask, False, scale, saved["weights"],
                                    saved["log_sum_exp"], grad_context, grad_query, grad_k,
-                                   grad_v)
+                                   grad_v, skip_queries=True)
     if score == "general":
         backend.copy_(out[0], _project_backward(backend, q, score_params["W"], grad_query,
                                                 grad_score_params["W"]))
