@@ -65,13 +65,21 @@ def test_reuse_buffers_hands_back_the_previous_pass_arrays_in_order():
                  backend.empty(2, np.float32)]
         with backend.reuse_buffers("b"):  # another key has its own pool
             other = backend.empty((4, 3), np.float32)
-    assert again[0] is first[0] and again[1] is first[1]
+    assert np.shares_memory(again[0], first[0]) and np.shares_memory(again[1], first[1])
+    assert again[0].shape == (4, 3) and again[0].flags.c_contiguous
     assert not again[1].any()  # zeros() zeroes a recycled array
-    assert other is not first[0]
+    assert not np.shares_memory(other, first[0])
     with backend.reuse_buffers("a"):
-        changed = backend.empty((4, 4), np.float32)  # another shape: a new array
-    assert changed is not first[0] and changed.shape == (4, 4)
-    assert backend.empty((4, 3), np.float32) is not first[0]  # outside: always fresh
+        smaller = backend.empty((2, 5), np.float32)  # fits in the 12 elements: reused
+        wider = backend.empty(6, np.float64)  # more than the 5 elements: new memory
+        other_dtype = backend.empty(2, np.float64)  # the float32 slot: new memory
+    assert np.shares_memory(smaller, first[0]) and smaller.shape == (2, 5)
+    assert not np.shares_memory(wider, first[1]) and wider.shape == (6,)
+    assert other_dtype.dtype == np.float64 and not np.shares_memory(other_dtype, again[2])
+    with backend.reuse_buffers("a"):
+        grown = backend.empty((4, 4), np.float32)  # larger than before: a new array
+    assert not np.shares_memory(grown, first[0]) and grown.shape == (4, 4)
+    assert not np.shares_memory(backend.empty((4, 3), np.float32), grown)  # outside: fresh
 
 
 def test_predictions_do_not_share_memory_between_calls():

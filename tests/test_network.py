@@ -533,3 +533,30 @@ def test_small_training_run_learns_marker_task():
         BACKEND.adam_step(params, grads, m, v, step, 3e-3, 0.9, 0.999, 1e-8, 0.0, False)
     accuracy = np.mean(net.predict(params, X_test, mask_test).argmax(1) == y_test)
     assert accuracy >= 0.9, accuracy
+
+
+def test_trailing_padding_is_trimmed_without_changing_any_output(monkeypatch):
+    """A batch runs at its longest sequence's length; results keep the given length."""
+    import skattention._nn._network as network
+
+    config = make_config(n_layers=2, max_len=9, positional="learned")
+    lengths = np.array([4, 6, 0, 2])
+    mask = np.arange(9)[None, :] < lengths[:, None]
+    net, params, X, _ = make_case(config, mask=mask)
+    seen = []
+    real_inputs = net._inputs
+    monkeypatch.setattr(net, "_inputs", lambda X, m: seen.append(m.shape) or real_inputs(X, m))
+    output, cache = net.forward(params, X, mask)
+    grad = net.backward(params, cache, np.ones((4, config.n_outputs)))
+    pooling, layers = net.explain(params, X, mask, all_layers=True)
+    assert seen[0] == (4, 6)  # trimmed to the longest sequence
+    assert pooling.shape == (4, HEADS, 9) and layers[0].shape == (4, HEADS, 9, 9)
+    monkeypatch.setattr(network, "_trim_padding", lambda X, m: (X, m))
+    output_full, cache_full = net.forward(params, X, mask)
+    np.testing.assert_allclose(output, output_full, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, net.backward(params, cache_full, np.ones((4, 2))),
+                               rtol=1e-11, atol=1e-12)
+    pooling_full, layers_full = net.explain(params, X, mask, all_layers=True)
+    np.testing.assert_allclose(pooling, pooling_full, rtol=1e-12, atol=1e-12)
+    for a, b in zip(layers, layers_full):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

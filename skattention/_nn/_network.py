@@ -200,6 +200,30 @@ def build_layout(config):
     return layout
 
 
+def _trim_padding(X, mask):
+    """``X`` and ``mask`` without the trailing steps that are padding in every sequence.
+
+    Nothing reads a padded step, so a batch runs at the length of its longest
+    sequence (the outputs of :meth:`AttentionNetwork.explain` are padded back).
+    A batch without any real step is left as it is.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.shape[1] == 0 or np.shape(X)[:2] != mask.shape:
+        return X, mask  # _inputs reports what is wrong
+    real_columns = np.flatnonzero(mask.any(axis=0))
+    if real_columns.size == 0 or real_columns[-1] + 1 == mask.shape[1]:
+        return X, mask
+    width = int(real_columns[-1]) + 1
+    return np.asarray(X)[:, :width], mask[:, :width]
+
+
+def _pad_steps(weights, length, axes):
+    """``weights`` with zeros appended along ``axes`` up to ``length`` steps."""
+    widths = [(0, length - weights.shape[axis] if axis in axes else 0)
+              for axis in range(weights.ndim)]
+    return np.pad(weights, widths) if any(w for _, w in widths) else weights
+
+
 def _score_views(views, prefix, score, head_dim):
     """Views of one score function's blocks, keyed by suffix."""
     return {suffix: views[prefix + suffix] for suffix, _ in score_param_shapes(score, head_dim)}
@@ -418,6 +442,7 @@ class AttentionNetwork:
         config, backend = self.config, self.backend
         params = self._params(params)
         views = self.layout.views(params)
+        X, mask = _trim_padding(X, mask)
         inputs, host_mask = self._inputs(X, mask)
         mask = backend.asarray(host_mask, np.bool_)
         batch, length = host_mask.shape
@@ -747,15 +772,17 @@ class AttentionNetwork:
             is returned): each layer's self-attention weights, rows over keys;
             the rows of padded queries are 0.
         """
+        mask = np.ascontiguousarray(mask, dtype=bool)
+        length = mask.shape[1] if mask.ndim == 2 else 0
         with self.backend.reuse_buffers("predict"):
             result = self._run(params, X, mask, store_weights=all_layers, until="pooled")
-            pooling = np.array(self._host(result["pool_weights"]))
+            pooling = _pad_steps(np.array(self._host(result["pool_weights"])), length, (2,))
             if not all_layers:
                 return pooling
             # Padded queries attend to nothing: their rows are meaningless (and
             # differ between the packed and the dense pass), so they read 0.
-            query_mask = np.ascontiguousarray(mask, dtype=bool)[:, None, :, None]
-            return pooling, [np.array(self._host(weights)) * query_mask
+            query_mask = mask[:, None, :, None]
+            return pooling, [_pad_steps(np.array(self._host(weights)), length, (2, 3)) * query_mask
                              for weights in result["layer_weights"]]
 
     def _host(self, array):
