@@ -569,9 +569,13 @@ def test_inference_batches_are_bounded_in_positions_and_agree(monkeypatch):
                                 random_state=0).fit(X, y)
     whole = (model.predict_proba(X), model.transform(X), model.explain(X),
              model.explain(X, all_layers=True))
-    assert len(_base._batches(X)) == 1
+    mask = ~np.isnan(X).any(axis=2)
+    assert len(_base._batches(X, mask)) == 1
     monkeypatch.setattr(_base, "_PREDICT_TOKENS", 9 * 4)  # 4 sequences of 9 steps per batch
-    assert [len(range(23)[rows]) for rows in _base._batches(X)] == [4] * 5 + [3]
+    batches = _base._batches(X, mask)
+    assert [len(rows) for rows in batches] == [4] * 5 + [3]
+    # Grouped by length: the one shorter sequence comes first, the rest keep their order.
+    np.testing.assert_array_equal(np.concatenate(batches), [5] + [i for i in range(23) if i != 5])
     split = (model.predict_proba(X), model.transform(X), model.explain(X),
              model.explain(X, all_layers=True))
     for got, want in zip(split[:3], whole[:3]):

@@ -33,20 +33,39 @@ _PREDICT_BATCH = 1024
 _PREDICT_TOKENS = 65536
 
 
-def _batches(values):
-    """Slices of the samples for one inference batch each.
+def _batches(values, mask):
+    """Row indices of the samples, one array per inference batch, grouped by length.
+
+    Samples are sorted by the position of their last real step, so that the
+    sequences of a batch have similar lengths: the network cuts a batch's
+    trailing padding and runs its layers on the real tokens only.
 
     Parameters
     ----------
     values : ndarray of shape (N, L, ...) or (N, L)
+    mask : ndarray of shape (N, L), bool
 
     Returns
     -------
-    slices : list of slice
+    batches : list of ndarray of int
+        Together a permutation of ``range(N)``; see :func:`_restore`.
     """
     length = values.shape[1] if values.ndim > 1 else 1
     size = max(1, min(_PREDICT_BATCH, _PREDICT_TOKENS // max(1, length)))
-    return [slice(i, i + size) for i in range(0, values.shape[0], size)]
+    if mask.shape[1]:
+        ends = np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0)
+        order = np.argsort(ends, kind="stable")
+    else:
+        order = np.arange(values.shape[0])
+    return [order[i:i + size] for i in range(0, values.shape[0], size)]
+
+
+def _restore(parts, batches):
+    """Per-batch results (stacked along axis 0) back in the samples' order."""
+    stacked = np.concatenate(parts, axis=0)
+    out = np.empty_like(stacked)
+    out[np.concatenate(batches)] = stacked
+    return out
 
 
 class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -465,8 +484,9 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     # ---------------------------------------------------------------- outputs
 
     def _predict_output(self, network, params, values, mask):
-        outputs = [network.predict(params, values[rows], mask[rows]) for rows in _batches(values)]
-        return np.concatenate(outputs, axis=0)
+        batches = _batches(values, mask)
+        return _restore([network.predict(params, values[rows], mask[rows]) for rows in batches],
+                        batches)
 
     def _forward_output(self, X):
         """Network outputs for new data, batched; sets nothing on ``self``."""
@@ -477,11 +497,12 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _pooling_attention(self, network, params, values, mask):
         chunks = []
-        for rows in _batches(values):
+        batches = _batches(values, mask)
+        for rows in batches:
             result = network.explain(params, values[rows], mask[rows])
             pooling = result[0] if isinstance(result, tuple) else result
             chunks.append(pooling.mean(axis=1))
-        return np.concatenate(chunks, axis=0).astype(np.float64)
+        return _restore(chunks, batches).astype(np.float64)
 
     def transform(self, X):
         """Context vectors: the attention-pooled representation of each sequence.
@@ -500,9 +521,9 @@ n_features), or list of arrays
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
         network, params = self._inference_network()
-        chunks = [network.transform(params, values[rows], mask[rows])
-                  for rows in _batches(values)]
-        return np.concatenate(chunks, axis=0).astype(np.float64)
+        batches = _batches(values, mask)
+        chunks = [network.transform(params, values[rows], mask[rows]) for rows in batches]
+        return _restore(chunks, batches).astype(np.float64)
 
     @property
     def _n_features_out(self):
@@ -534,10 +555,11 @@ n_features), or list of arrays
         network, params = self._inference_network()
         if not all_layers:
             return self._pooling_attention(network, params, values, mask)
+        batches = _batches(values, mask)
         parts = [network.explain(params, values[rows], mask[rows], all_layers=True)
-                 for rows in _batches(values)]
-        pooling = np.concatenate([part[0] for part in parts], axis=0)
-        layers = [np.concatenate([part[1][j] for part in parts], axis=0)
+                 for rows in batches]
+        pooling = _restore([part[0] for part in parts], batches)
+        layers = [_restore([part[1][j] for part in parts], batches)
                   for j in range(len(parts[0][1]))]
         # Padded query rows hold whatever the kernel computed for a query
         # nobody reads; report them as 0 like every other padded weight.
