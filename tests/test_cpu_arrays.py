@@ -127,3 +127,19 @@ def test_head_views_read_and_write_the_token_rows_in_place(offset):
         backend.heads_of(x, (batch, heads, length + 1, width), offset)
     with pytest.raises(ValueError, match="heads_of"):
         backend.heads_of(x, shape, x.shape[1] - 1)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_any_nan_or_infinity(n_threads, dtype):
+    backend = CPUBackend(n_threads=n_threads)
+    x = np.random.default_rng(2).normal(size=200_000).astype(dtype) * 1e30
+    assert backend.all_finite(x) is True
+    assert backend.all_finite(x[:0]) is True
+    for position in (0, 65_535, 65_536, 199_999):
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[position] = bad
+            assert backend.all_finite(y) is False
+    assert backend.all_finite(np.ones((3, 2), dtype)) is True
+    assert backend.all_finite(np.array([[1.0, np.inf]], dtype)) is False

@@ -114,6 +114,10 @@ def gather_rows_parallel(x, index, out):
 class CPUArrayOps:
     """NumPy array operations; mixed into :class:`~._cpu.CPUBackend`."""
 
+    #: The buffer pool of the pass in progress (see :meth:`reuse_buffers`).
+    _pool = None
+    _pool_index = 0
+
     # ---------------------------------------------------------- memory
 
     def empty(self, shape, dtype):
@@ -133,16 +137,17 @@ class CPUArrayOps:
         -------
         array : ndarray
         """
-        pool = getattr(self, "_pool", None)
+        pool = self._pool
         if pool is None:
             return np.empty(shape, dtype=dtype)
-        shape = tuple(int(n) for n in (shape if isinstance(shape, tuple) else (shape,)))
-        dtype = np.dtype(dtype)
-        size = math.prod(shape)
+        # A training step makes ~50 of these calls: keep the Python lean.
+        size = math.prod(shape) if type(shape) is tuple else int(shape)
         index = self._pool_index
-        self._pool_index += 1
-        if index < len(pool) and pool[index].dtype == dtype and pool[index].size >= size:
-            return pool[index][:size].reshape(shape)
+        self._pool_index = index + 1
+        if index < len(pool):
+            memory = pool[index]
+            if memory.size >= size and memory.dtype == dtype:
+                return memory[:size].reshape(shape)
         memory = np.empty(size, dtype=dtype)
         if index < len(pool):
             pool[index] = memory
@@ -176,7 +181,7 @@ class CPUArrayOps:
             Separate pools for separate kinds of pass ("train", "predict").
         """
         pools = self.__dict__.setdefault("_pools", {})
-        saved = getattr(self, "_pool", None), getattr(self, "_pool_index", 0)
+        saved = self._pool, self._pool_index
         self._pool, self._pool_index = pools.setdefault(key, []), 0
         try:
             # A pass is dozens of kernel calls: hold the BLAS limit once.
