@@ -301,7 +301,8 @@ class AttentionNetwork:
         Returns
         -------
         inputs : ndarray
-            ``(N*L, F)`` values of ``config.dtype`` or ``(N, L)`` int64 ids.
+            ``(N*L, F)`` values of ``config.dtype`` or ``(N*L,)`` int64 ids,
+            host arrays (the caller packs and moves them).
         mask : ndarray of shape (N, L), bool, C-contiguous
         """
         config = self.config
@@ -327,7 +328,7 @@ class AttentionNetwork:
                     f"n_inputs={config.n_inputs}.")
             values = np.array(X, dtype=config.dtype, order="C")  # the one cast (a copy)
             values[~mask] = 0
-            return self.backend.asarray(values.reshape(-1, X.shape[2]), config.dtype), mask
+            return values.reshape(-1, X.shape[2]), mask
         if X.dtype.kind not in "iu":
             if X.dtype.kind not in "f" or not np.all(np.mod(X[mask], 1) == 0):
                 raise ValueError(f"token ids must be integers; got dtype {X.dtype}.")
@@ -339,7 +340,7 @@ class AttentionNetwork:
                 raise ValueError(
                     f"token id {bad} is out of range: ids must lie in [0, {config.n_inputs}) "
                     f"for a vocabulary of n_inputs={config.n_inputs} (0 is padding).")
-        return self.backend.asarray(ids, np.int64), mask
+        return ids.reshape(-1), mask
 
     def _positions(self, views, length):
         """The ``(L, d)`` position rows added to the embedding, or None."""
@@ -362,7 +363,7 @@ class AttentionNetwork:
         packing : tuple or None
             ``(rows, slots)``: ``rows`` (R,) the flat positions of the real
             steps, ``slots`` (N*L,) each position's packed row or -1 on
-            padding, both int64 backend arrays; None when the encoder layers
+            padding, both int64 host arrays; None when the encoder layers
             run on every step (no layers, no real step, or little padding).
         """
         n_tokens = host_mask.size
@@ -372,7 +373,7 @@ class AttentionNetwork:
         rows = np.flatnonzero(host_mask)
         slots = np.full(n_tokens, -1, dtype=np.int64)
         slots[rows] = np.arange(n_real, dtype=np.int64)
-        return self.backend.asarray(rows, np.int64), self.backend.asarray(slots, np.int64)
+        return rows, slots
 
     def _unpack(self, x, index, n):
         """``x`` with its rows gathered by ``index`` into ``n`` rows (no index: ``x``)."""
@@ -454,21 +455,30 @@ class AttentionNetwork:
         # Packed: the token-wise work (linear maps, layer norms, dropout) runs
         # on the real rows only; attention and pooling read the padded layout.
         packing = self._packing(host_mask)
-        rows, slots = packing if packing is not None else (None, None)
+        if packing is None:
+            rows = slots = None
+        else:
+            host_rows, host_slots = packing
+            inputs = inputs[host_rows]
+            rows, slots = (backend.asarray(a, np.int64) for a in packing)
         n_rows = n_tokens if rows is None else rows.shape[0]
+        inputs = backend.asarray(inputs, dtype if config.input_kind == "values" else np.int64)
 
-        # Embedding and positions.
-        stream = backend.empty((n_tokens, d), dtype)
+        # Embedding and positions, of the real steps only when packed.
+        stream = backend.empty((n_rows, d), dtype)
         if config.input_kind == "values":
             backend.linear_forward(inputs, views["embed.weight"], views["embed.bias"],
                                    "identity", stream)
         else:
-            backend.embedding_forward(inputs, views["embed.table"],
-                                      stream.reshape(batch, length, d))
+            backend.embedding_forward(inputs, views["embed.table"], stream)
         positions = self._positions(views, length)
-        if positions is not None:
+        if positions is not None and rows is None:
             backend.add_rows(stream.reshape(batch, length, d), positions)
-        stream = self._unpack(stream, rows, n_rows)
+        elif positions is not None:
+            position_rows = backend.empty((n_rows, d), dtype)
+            backend.gather_rows(positions, backend.asarray(host_rows % length, np.int64),
+                                position_rows)
+            backend.add_(stream, position_rows)
         self._dropout(stream, training, random_state, keep, drops)
 
         # Encoder layers; ``branch`` is the sub-layer output not yet added to
@@ -703,17 +713,16 @@ class AttentionNetwork:
             grad_stream = self._norm_backward(views, grads, norms.pop(), grad_normed, grad_stream)
 
         # Embedding dropout, positions and the embedding itself.
-        grad_embed = self._unpack(self._dropout_backward(grad_stream, drops.pop()), slots,
-                                  n_tokens)
+        grad_embed = self._dropout_backward(grad_stream, drops.pop())
         if config.positional == "learned":
-            backend.sum_axis0(grad_embed.reshape(batch, length * d),
+            padded = self._unpack(grad_embed, slots, n_tokens)
+            backend.sum_axis0(padded.reshape(batch, length * d),
                               grads["pos.table"][:length].reshape(length * d))
         if config.input_kind == "values":
             backend.linear_backward(cache["inputs"], views["embed.weight"], None, grad_embed,
                                     "identity", None, grads["embed.weight"], grads["embed.bias"])
         else:
-            backend.embedding_backward(cache["inputs"], grad_embed.reshape(batch, length, d),
-                                       grads["embed.table"])
+            backend.embedding_backward(cache["inputs"], grad_embed, grads["embed.table"])
         return grad
 
     # ------------------------------------------------------------- inference
