@@ -278,12 +278,6 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     def _build_vocabulary(self, tokenized):
         n_docs = len(tokenized)
-        term_counts = Counter()
-        doc_counts = Counter()
-        for tokens in tokenized:
-            terms = self._terms(tokens)
-            term_counts.update(terms)
-            doc_counts.update(set(terms))
         max_doc_count = (self.max_df if isinstance(self.max_df, numbers.Integral)
                          else self.max_df * n_docs)
         min_doc_count = (self.min_df if isinstance(self.min_df, numbers.Integral)
@@ -292,7 +286,20 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
             raise ValueError(f"max_df={self.max_df!r} corresponds to fewer documents "
                              f"({max_doc_count:g}) than min_df={self.min_df!r} "
                              f"({min_doc_count:g}) for {n_docs} documents.")
-        words = [w for w, c in doc_counts.items() if min_doc_count <= c <= max_doc_count]
+        # Every term is in 1 to n_docs documents: document counts only matter
+        # when the bounds can prune (a third of the vocabulary's cost).
+        prune = min_doc_count > 1 or max_doc_count < n_docs
+        term_counts = Counter()
+        doc_counts = Counter()
+        for tokens in tokenized:
+            terms = self._terms(tokens)
+            term_counts.update(terms)
+            if prune:
+                doc_counts.update(set(terms))
+        if prune:
+            words = [w for w, c in doc_counts.items() if min_doc_count <= c <= max_doc_count]
+        else:
+            words = list(term_counts)
         words.sort(key=lambda w: (-term_counts[w], w))
         if self.max_features is not None:
             words = words[:self.max_features]
