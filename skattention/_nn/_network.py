@@ -452,13 +452,14 @@ class AttentionNetwork:
         head_shape = (batch, heads, length, config.head_dim)
         score = config.attention_score
         norms, drops, layers = [], [], []
-        # Packed: the token-wise work (linear maps, layer norms, dropout) runs
-        # on the real rows only; attention and pooling read the padded layout.
+        # Packed: the token-wise work (embedding, linear maps, layer norms,
+        # dropout) runs on the real rows only; attention and pooling read the
+        # padded layout.
         packing = self._packing(host_mask)
         if packing is None:
             rows = slots = None
         else:
-            host_rows, host_slots = packing
+            host_rows = packing[0]
             inputs = inputs[host_rows]
             rows, slots = (backend.asarray(a, np.int64) for a in packing)
         n_rows = n_tokens if rows is None else rows.shape[0]

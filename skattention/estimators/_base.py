@@ -561,12 +561,9 @@ n_features), or list of arrays
         pooling = _restore([part[0] for part in parts], batches)
         layers = [_restore([part[1][j] for part in parts], batches)
                   for j in range(len(parts[0][1]))]
-        # Padded query rows hold whatever the kernel computed for a query
-        # nobody reads; report them as 0 like every other padded weight.
-        real = mask[:, None, :, None] & mask[:, None, None, :]
+        # The network already reports every weight from or to a padded step as 0.
         return {"pooling": np.asarray(pooling, dtype=np.float64),
-                "layers": [np.where(real, np.asarray(w, dtype=np.float64), 0.0)
-                           for w in layers]}
+                "layers": [np.asarray(w, dtype=np.float64) for w in layers]}
 
 
 class _EpochProgress:
