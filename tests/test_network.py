@@ -379,6 +379,33 @@ def test_packed_rows_match_the_dense_pass(monkeypatch, overrides):
         np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.parametrize("overrides", [
+    dict(input_kind="tokens", positional="learned", max_len=L + 3),
+    dict(input_kind="tokens", n_layers=0, pooling="mean"),
+    dict(input_kind="values", attention_score="additive"),
+])
+def test_recycled_buffers_full_of_garbage_give_the_fresh_gradient(overrides):
+    """Every entry of the gradient is written or zeroed: nothing leaks from a previous step.
+
+    The backward pass leaves the embedding table's block to the embedding
+    kernel, which zeroes it; recycled memory filled with NaN would show any
+    entry that nobody writes (here the learned positions past the batch's
+    length).
+    """
+    config = make_config(**overrides)
+    net, params, X, mask = make_case(config)
+    probe = np.random.default_rng(5).standard_normal((N, config.n_outputs))
+    fresh = net.backward(params, net.forward(params, X, mask)[1], probe)
+    backend = get_backend("cpu", n_threads=1)
+    net = AttentionNetwork(config, backend)
+    for step in range(2):
+        with backend.reuse_buffers("train"):
+            grad = net.backward(params, net.forward(params, X, mask)[1], probe)
+            np.testing.assert_array_equal(grad, fresh)
+        for memory in backend._pools["train"]:
+            memory.fill(np.nan)
+
+
 def test_packing_is_chosen_by_the_share_of_padding():
     net, _, _, _ = make_case(make_config(n_layers=1))
     full = np.ones((2, 10), dtype=bool)

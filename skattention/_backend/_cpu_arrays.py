@@ -111,6 +111,65 @@ def gather_rows_parallel(x, index, out):
         _gather_block(block, x, index, out)
 
 
+#: Elements per block of :func:`nonfinite_parallel`.
+FINITE_BLOCK = 65536
+
+
+@jit()
+def _nonfinite_block(block, bits, exponent):
+    """1 if an element of one block has every exponent bit set (NaN or infinity), else 0.
+
+    ``bits`` is the float buffer viewed as unsigned integers of its width:
+    an integer OR-reduction vectorises, where a float comparison loop stays
+    scalar and ran 3x slower than ``np.isfinite``.
+    """
+    start = block * FINITE_BLOCK
+    chunk = bits[start:min(start + FINITE_BLOCK, bits.shape[0])]
+    found = np.uint32(0)
+    for i in range(chunk.shape[0]):
+        found |= np.uint32((chunk[i] & exponent) == exponent)
+    return found
+
+
+@jit()
+def nonfinite_serial(bits, exponent):
+    """Whether a flat float buffer holds a NaN or an infinity, one thread.
+
+    Parameters
+    ----------
+    bits : ndarray of shape (M,), uint32 or uint64
+        The float32 or float64 buffer viewed as integers.
+    exponent : uint32 or uint64
+        The exponent mask of that float type.
+
+    Returns
+    -------
+    found : bool
+    """
+    found = np.uint32(0)
+    for block in range((bits.shape[0] + FINITE_BLOCK - 1) // FINITE_BLOCK):
+        found |= _nonfinite_block(block, bits, exponent)
+    return found != 0
+
+
+@jit(parallel=True)
+def nonfinite_parallel(bits, exponent):
+    """Parallel build of :func:`nonfinite_serial`."""
+    n_blocks = (bits.shape[0] + FINITE_BLOCK - 1) // FINITE_BLOCK
+    flags = np.empty(n_blocks, dtype=np.uint32)
+    for block in prange(n_blocks):
+        flags[block] = _nonfinite_block(block, bits, exponent)
+    found = np.uint32(0)
+    for block in range(n_blocks):
+        found |= flags[block]
+    return found != 0
+
+
+#: Integer views and exponent masks of the float types the finite check reads bitwise.
+_EXPONENT_BITS = {np.dtype(np.float32): (np.uint32, np.uint32(0x7F800000)),
+                  np.dtype(np.float64): (np.uint64, np.uint64(0x7FF0000000000000))}
+
+
 class CPUArrayOps:
     """NumPy array operations; mixed into :class:`~._cpu.CPUBackend`."""
 
@@ -340,7 +399,12 @@ class CPUArrayOps:
         -------
         finite : bool
         """
-        return bool(np.isfinite(x).all())
+        bitwise = _EXPONENT_BITS.get(x.dtype)
+        if bitwise is None or not x.flags.c_contiguous:
+            return bool(np.isfinite(x).all())
+        view, exponent = bitwise
+        return not self.run(nonfinite_serial, nonfinite_parallel, x.reshape(-1).view(view),
+                            exponent)
 
     def take_rows(self, x, index, out):
         """Gather along the first axis: ``out[i] = x[index[i]]``.

@@ -631,7 +631,7 @@ class AttentionNetwork:
         dtype = config.dtype
         params = self._params(params)
         views = self.layout.views(params)
-        grad = backend.zeros(self.layout.size, dtype)
+        grad = self._zeroed_gradient(dtype)
         grads = self.layout.views(grad)
         batch, length = cache["shape"]
         mask = cache["mask"]
@@ -724,6 +724,24 @@ class AttentionNetwork:
                                     "identity", None, grads["embed.weight"], grads["embed.bias"])
         else:
             backend.embedding_backward(cache["inputs"], grad_embed, grads["embed.table"])
+        return grad
+
+    def _zeroed_gradient(self, dtype):
+        """The flat gradient buffer, zero except where the backward pass overwrites it.
+
+        The embedding table's block is left as it is: the embedding backward
+        kernel zeroes it before it scatter-adds, and filling it here as well
+        (20,000 x 64 entries) cost 7 % of a training step at L = 32.
+        """
+        backend = self.backend
+        grad = backend.empty(self.layout.size, dtype)
+        if self.config.input_kind == "values":
+            backend.fill_zero(grad)
+            return grad
+        table = self.layout.slice("embed.table")
+        for part in (grad[:table.start], grad[table.stop:]):
+            if part.shape[0]:
+                backend.fill_zero(part)
         return grad
 
     # ------------------------------------------------------------- inference
