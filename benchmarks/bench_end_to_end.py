@@ -13,16 +13,21 @@ Four parts (each can be run alone with ``--parts``):
     maps to exactly 20,000 ids (3 special ids). skorch's
     ``NeuralNetClassifier`` (``train_split=None``, shuffled batches) gets the
     id matrix that the same vectorizer produces; the table also shows
-    skattention's fit without its tokenisation and without the
-    ``attention_weights_`` pass over the training set that its ``fit`` ends
-    with. A second row compares ``AttentionClassifier`` on numeric sequences
-    (8 features, padded steps NaN) with skorch on ``{"x": values, "mask":
+    skattention's fit with ``store_attention_weights=False`` (without the
+    ``attention_weights_`` pass over the training set that the default
+    ``fit`` ends with, and which skorch does not do) and its training alone
+    (the default fit less its tokenisation and that pass, timed apart). A
+    second row compares ``AttentionClassifier`` on numeric sequences (8
+    features, padded steps NaN) with skorch on ``{"x": values, "mask":
     mask}``.
 ``cold``
     The first ``fit`` in a fresh process (a subprocess) with an empty
-    ``NUMBA_CACHE_DIR`` and again with the cache that run filled; the
-    compile overhead is the first fit minus a second, identical fit in the
-    same process.
+    ``NUMBA_CACHE_DIR`` and again, in ``--cold-warm-runs`` fresh processes,
+    with the cache that run filled. Two measures of the compile overhead:
+    the first fit minus a second, identical fit in the same process (it also
+    holds first-touch page faults and the thread pool's start, and is as
+    noisy as the fits), and the seconds the first fit spends inside Numba's
+    dispatcher compiling or loading kernels; medians over the warm runs.
 ``scaling``
     Fit time (one epoch) against n_samples (1k to 100k) and L (32 to 1024),
     with the fitted log-log slope (``--scaling-peer`` adds skorch).
@@ -105,10 +110,11 @@ def make_values(n, length, n_features, pad, seed):
 # ----------------------------------------------------------------- estimators
 
 
-def skattention_text(length, n_layers, batch_size, threads, seed=0):
+def skattention_text(length, n_layers, batch_size, threads, seed=0, store=True):
     from skattention import TextAttentionClassifier
 
     return TextAttentionClassifier(
+        store_attention_weights=store,
         max_len=length, d_model=64, n_heads=4, n_layers=n_layers, d_ff=128,
         batch_size=batch_size, max_iter=1, learning_rate_init=LEARNING_RATE, alpha=ALPHA,
         shuffle=True, random_state=seed, n_jobs=threads, device="cpu",
@@ -117,10 +123,11 @@ def skattention_text(length, n_layers, batch_size, threads, seed=0):
         ngram_range=(1, 1), positional="sinusoidal", solver="adam", pooling="attention")
 
 
-def skattention_values(n_layers, batch_size, threads, seed=0):
+def skattention_values(n_layers, batch_size, threads, seed=0, store=True):
     from skattention import AttentionClassifier
 
     return AttentionClassifier(
+        store_attention_weights=store,
         d_model=64, n_heads=4, n_layers=n_layers, d_ff=128, batch_size=batch_size,
         max_iter=1, learning_rate_init=LEARNING_RATE, alpha=ALPHA, shuffle=True,
         random_state=seed, n_jobs=threads, device="cpu")
@@ -181,6 +188,8 @@ def part_fit(args):
           f"tokenisation (vectorizer fit_transform) {tokenize_s:.2f} s")
 
     make_sk = lambda: skattention_text(length, layers, args.batch_size, args.threads)  # noqa
+    make_bare = lambda: skattention_text(length, layers, args.batch_size, args.threads,  # noqa
+                                         store=False)
     makers = {impl: (lambda impl=impl: skorch_peer("tokens", vocab, length, layers,
                                                    args.batch_size, impl))
               for impl in _impls(args)}
@@ -190,10 +199,10 @@ def part_fit(args):
     for make in makers.values():
         _fit_seconds(make, ids[:small], y[:small])
 
-    times = {"skattention": [], "attention pass": []}
+    times = {"skattention": [], "attention pass": [], "no store": []}
     times.update({f"skorch ({impl})": [] for impl in makers})
     for repeat in range(args.repeats):
-        order = ["sk"] + list(makers)
+        order = ["sk", "bare"] + list(makers)
         if repeat % 2:
             order.reverse()
         for name in order:
@@ -206,21 +215,26 @@ def part_fit(args):
                 start = time.perf_counter()
                 model._pooling_attention(network, params, ids, mask)
                 times["attention pass"].append(time.perf_counter() - start)
+            elif name == "bare":
+                times["no store"].append(_fit_seconds(make_bare, docs, y)[0])
             else:
                 times[f"skorch ({name})"].append(_fit_seconds(makers[name], ids, y)[0])
     med = {k: statistics.median(v) for k, v in times.items()}
     sk_train_only = med["skattention"] - tokenize_s - med["attention pass"]
     best_peer = min((k for k in med if k.startswith("skorch")), key=med.get)
     rows = [("tokens", "TextAttentionClassifier on strings", med["skattention"], best_peer,
-             med[best_peer], sk_train_only)]
+             med[best_peer], med["no store"], sk_train_only)]
     peers_text = ", ".join(f"{k} {med[k]:.2f} s" for k in med if k.startswith("skorch"))
     print(f"skattention fit {med['skattention']:.2f} s = tokenisation {tokenize_s:.2f} s + "
           f"attention_weights_ pass {med['attention pass']:.2f} s + training "
-          f"{sk_train_only:.2f} s; {peers_text}")
+          f"{sk_train_only:.2f} s; with store_attention_weights=False {med['no store']:.2f} s; "
+          f"{peers_text}")
 
     if not args.no_values:
         nan_X, X0, mask, yv = make_values(n, length, args.n_features, args.pad, seed=1)
         make_skv = lambda: skattention_values(layers, args.batch_size, args.threads)  # noqa
+        make_barev = lambda: skattention_values(layers, args.batch_size, args.threads,  # noqa
+                                                store=False)
         makers_v = {impl: (lambda impl=impl: skorch_peer("values", args.n_features, length,
                                                          layers, args.batch_size, impl))
                     for impl in _impls(args)}
@@ -229,10 +243,10 @@ def part_fit(args):
         _fit_seconds(make_skv, nan_X[:small], yv[:small])
         for make in makers_v.values():
             _fit_seconds(make, small_X, yv[:small])
-        vtimes = {"skattention": [], "attention pass": []}
+        vtimes = {"skattention": [], "attention pass": [], "no store": []}
         vtimes.update({f"skorch ({impl})": [] for impl in makers_v})
         for repeat in range(args.repeats):
-            order = ["sk"] + list(makers_v)
+            order = ["sk", "bare"] + list(makers_v)
             if repeat % 2:
                 order.reverse()
             for name in order:
@@ -243,31 +257,39 @@ def part_fit(args):
                     start = time.perf_counter()
                     model._pooling_attention(network, params, X0, mask)
                     vtimes["attention pass"].append(time.perf_counter() - start)
+                elif name == "bare":
+                    vtimes["no store"].append(_fit_seconds(make_barev, nan_X, yv)[0])
                 else:
                     vtimes[f"skorch ({name})"].append(
                         _fit_seconds(makers_v[name], peer_X, yv)[0])
         vmed = {k: statistics.median(v) for k, v in vtimes.items()}
         best = min((k for k in vmed if k.startswith("skorch")), key=vmed.get)
         rows.append((f"values (F={args.n_features})", "AttentionClassifier on 3D (NaN padding)",
-                     vmed["skattention"], best, vmed[best],
+                     vmed["skattention"], best, vmed[best], vmed["no store"],
                      vmed["skattention"] - vmed["attention pass"]))
-        print("values: skattention fit {:.2f} s (attention_weights_ pass {:.2f} s); ".format(
-            vmed["skattention"], vmed["attention pass"]) + ", ".join(
-            f"{k} {vmed[k]:.2f} s" for k in vmed if k.startswith("skorch")))
+        peers_v = ", ".join(f"{k} {vmed[k]:.2f} s" for k in vmed if k.startswith("skorch"))
+        print(f"values: skattention fit {vmed['skattention']:.2f} s (attention_weights_ pass "
+              f"{vmed['attention pass']:.2f} s; with store_attention_weights=False "
+              f"{vmed['no store']:.2f} s); {peers_v}")
 
     print()
     print("| input | skattention estimator | skattention fit s | peer | skorch fit s | "
-          "speed-up | skattention training only s | speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
-    for kind, estimator, sk_s, peer, peer_s, train_s in rows:
+          "speed-up | fit, store_attention_weights=False s | speed-up | "
+          "skattention training only s | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for kind, estimator, sk_s, peer, peer_s, bare_s, train_s in rows:
         print(f"| {kind} | {estimator} | {sk_s:.2f} | {peer} | {peer_s:.2f} | "
-              f"{peer_s / sk_s:.2f}x | {train_s:.2f} | {peer_s / train_s:.2f}x |")
+              f"{peer_s / sk_s:.2f}x | {bare_s:.2f} | {peer_s / bare_s:.2f}x | "
+              f"{train_s:.2f} | {peer_s / train_s:.2f}x |")
     sys.stdout.flush()
 
 
 # ------------------------------------------------------------------- part (b)
 
 # The child imports NumPy and this module (no torch), then times ``import skattention``.
+# It also totals the seconds each fit spends inside Numba's dispatcher compiling
+# or loading a kernel from the cache (``Dispatcher._compile_for_args``, the
+# path of every call without a ready specialisation).
 _COLD_CHILD = r"""
 import json, sys, time, warnings
 t0 = time.perf_counter()
@@ -278,6 +300,16 @@ import skattention  # noqa: F401
 from sklearn.exceptions import ConvergenceWarning
 t_import = time.perf_counter() - t1
 assert "torch" not in sys.modules
+from numba.core import dispatcher
+numba_s = [0.0]
+compile_for_args = dispatcher.Dispatcher._compile_for_args
+def timed_compile(self, *args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return compile_for_args(self, *args, **kwargs)
+    finally:
+        numba_s[0] += time.perf_counter() - start
+dispatcher.Dispatcher._compile_for_args = timed_compile
 kind, n, length, layers, batch, threads = {params!r}
 if kind == "tokens":
     X, y = e2e.make_documents(n, length, 20000, 0.3, seed=0)
@@ -285,14 +317,17 @@ if kind == "tokens":
 else:
     X, _, _, y = e2e.make_values(n, length, 8, 0.3, seed=0)
     make = lambda: e2e.skattention_values(layers, batch, threads)
-fits = []
+fits, numba_fit_s = [], []
 for _ in range(2):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        numba_s[0] = 0.0
         start = time.perf_counter()
         make().fit(X, y)
         fits.append(time.perf_counter() - start)
+        numba_fit_s.append(numba_s[0])
 print("RESULT " + json.dumps(dict(import_s=t_import, first=fits[0], second=fits[1],
+                                  numba_first=numba_fit_s[0], numba_second=numba_fit_s[1],
                                   process_s=time.perf_counter() - t0)))
 """
 
@@ -314,21 +349,32 @@ def _cold_child(kind, n, length, layers, batch, threads, cache_dir):
 
 def part_cold(args):
     print(f"\n## (b) cold start: first fit in a fresh process (n={args.cold_n}, "
-          f"L={args.cold_length}, n_layers={args.n_layers}, batch={args.batch_size})")
+          f"L={args.cold_length}, n_layers={args.n_layers}, batch={args.batch_size}); "
+          f"the warm cache in {args.cold_warm_runs} fresh processes")
     print("| input | NUMBA_CACHE_DIR | process wall s | import s | first fit s | "
-          "second fit s | compile overhead s |")
-    print("|---|---|---|---|---|---|---|")
+          "second fit s | first - second s | in Numba compile/load s |")
+    print("|---|---|---|---|---|---|---|---|")
     for kind in args.cold_inputs:
         cache_dir = tempfile.mkdtemp(prefix="skattention_nbc_")
+        overheads, loads = [], []
         try:
-            for label in ("empty", "warm"):
+            for label in ["empty"] + ["warm"] * args.cold_warm_runs:
                 r = _cold_child(kind, args.cold_n, args.cold_length, args.n_layers,
                                 args.batch_size, args.threads, cache_dir)
+                if label == "warm":
+                    overheads.append(r["first"] - r["second"])
+                    loads.append(r["numba_first"])
                 print(f"| {kind} | {label} | {r['wall_s']:.1f} | {r['import_s']:.2f} | "
                       f"{r['first']:.2f} | {r['second']:.2f} | "
-                      f"{r['first'] - r['second']:.2f} |", flush=True)
+                      f"{r['first'] - r['second']:.2f} | {r['numba_first']:.2f} |", flush=True)
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)
+        if overheads:
+            print(f"{kind}, warm cache: median first - second fit "
+                  f"{statistics.median(overheads):.2f} s "
+                  f"(range {min(overheads):.2f}-{max(overheads):.2f}); median time in Numba's "
+                  f"compile/load {statistics.median(loads):.2f} s "
+                  f"(range {min(loads):.2f}-{max(loads):.2f})", flush=True)
 
 
 # ------------------------------------------------------------------- part (c)
@@ -455,6 +501,8 @@ def main(argv=None):
                         help="skip the numeric-values row of part (a)")
     parser.add_argument("--cold-n", type=int, default=2000)
     parser.add_argument("--cold-length", type=int, default=128)
+    parser.add_argument("--cold-warm-runs", type=int, default=5,
+                        help="fresh processes timed with the warm cache")
     parser.add_argument("--cold-inputs", nargs="+", default=["tokens", "values"],
                         choices=["tokens", "values"])
     parser.add_argument("--scaling-n", type=int, nargs="+",
@@ -472,7 +520,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.n_samples, args.repeats = 1000, 1
-        args.cold_n, args.cold_inputs = 300, ["tokens"]
+        args.cold_n, args.cold_inputs, args.cold_warm_runs = 300, ["tokens"], 1
         args.scaling_n = [300, 600, 1200]
         args.scaling_lengths, args.scaling_l_n = [32, 64, 128], 300
 

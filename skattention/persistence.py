@@ -536,8 +536,7 @@ def _check_consistency(est):
     from .estimators._text import _TextInputMixin
     from .text import TextSequenceVectorizer
 
-    _require(est, "params_", "_config", "device_", "_input_kind", "n_iter_",
-             "attention_weights_")
+    _require(est, "params_", "_config", "device_", "_input_kind", "n_iter_")
     config = est._config
     if not isinstance(config, NetworkConfig):
         raise _Corrupt("_config is not a network configuration")
@@ -552,7 +551,9 @@ def _check_consistency(est):
         raise _Corrupt("params_ holds non-finite values")
     if est.device_ not in ("cpu", "cuda"):
         raise _Corrupt(f"device_={est.device_!r} is not a device")
-    _check_array(est.attention_weights_, "attention_weights_", 2, "f")
+    if getattr(est, "store_attention_weights", True) or hasattr(est, "attention_weights_"):
+        _require(est, "attention_weights_")
+        _check_array(est.attention_weights_, "attention_weights_", 2, "f")
     if not _is_int(est.n_iter_) or est.n_iter_ < 0:
         raise _Corrupt("n_iter_ is not a non-negative int")
 

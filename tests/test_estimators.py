@@ -189,6 +189,24 @@ def test_attention_weights_over_training_samples():
     check_explain_rows(clf.attention_weights_, MASK)
 
 
+def test_store_attention_weights_false_skips_the_pass_and_changes_nothing_else(monkeypatch):
+    stored = quiet_fit(tiny(warm_start=True), X3_PAD, Y3)
+    passes = []
+    original = AttentionClassifier._pooling_attention
+    monkeypatch.setattr(AttentionClassifier, "_pooling_attention",
+                        lambda self, *args: passes.append(1) or original(self, *args))
+    skipped = quiet_fit(tiny(store_attention_weights=False), X3_PAD, Y3)
+    assert passes == [] and not hasattr(skipped, "attention_weights_")
+    np.testing.assert_array_equal(skipped.params_, stored.params_)
+    np.testing.assert_array_equal(skipped.predict_proba(X3_PAD), stored.predict_proba(X3_PAD))
+    np.testing.assert_allclose(skipped.explain(X3_PAD), stored.attention_weights_, rtol=1e-6)
+    # A refit that stops storing them drops the weights of the earlier fit.
+    quiet_fit(stored.set_params(store_attention_weights=False), X3_PAD, Y3)
+    assert not hasattr(stored, "attention_weights_")
+    with pytest.raises(AttributeError):
+        stored.attention_weights_
+
+
 # ----------------------------------------------------------- outputs and API
 
 

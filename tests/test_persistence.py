@@ -385,6 +385,21 @@ def test_deeply_nested_header_is_refused(fitted, tmp_path):
         load(path)
 
 
+def test_a_model_fitted_without_attention_weights_round_trips(fitted, tmp_path):
+    unstored = _fit(TextAttentionClassifier(max_len=6, store_attention_weights=False, **FAST),
+                    DOCS, Y_DOCS)
+    save(unstored, tmp_path / "unstored.skat")
+    loaded = load(tmp_path / "unstored.skat")
+    assert not hasattr(loaded, "attention_weights_") and not hasattr(loaded, "token_importances_")
+    _assert_same_outputs(unstored, loaded, NEW_DOCS)
+    # A model that stores them is refused without them.
+    path = tmp_path / "stored.skat"
+    save(fitted["classifier"][0], path)
+    _rewrite(path, lambda header: header["attributes"].pop("attention_weights_"))
+    with pytest.raises(ValueError, match="attention_weights_"):
+        load(path)
+
+
 @pytest.mark.parametrize("attribute, value, message", [
     ("params_", np.zeros(10, dtype=np.float32), "params_ has 10 entries"),
     ("params_", np.zeros((2, 345), dtype=np.float32), "params_ is not a 1D"),

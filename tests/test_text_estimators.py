@@ -236,6 +236,17 @@ def test_save_load_keeps_ngram_and_bucket_parameters(tmp_path):
     np.testing.assert_array_equal(again.predict_proba(docs), clf.predict_proba(docs))
 
 
+def test_store_attention_weights_false_leaves_out_the_training_attention():
+    stored = TextAttentionClassifier(**FAST).fit(DOCS, LABELS)
+    clf = TextAttentionClassifier(**FAST, store_attention_weights=False).fit(DOCS, LABELS)
+    assert not hasattr(clf, "attention_weights_") and not hasattr(clf, "token_importances_")
+    np.testing.assert_array_equal(clf.predict_proba(DOCS), stored.predict_proba(DOCS))
+    reg = TextAttentionRegressor(**FAST, warm_start=True).fit(DOCS, np.arange(len(DOCS)))
+    assert reg.token_importances_.name == "importance"
+    reg.set_params(store_attention_weights=False).fit(DOCS, np.arange(len(DOCS)))
+    assert not hasattr(reg, "token_importances_") and not hasattr(reg, "attention_weights_")
+
+
 def test_fit_tokenises_once_and_token_importances_match_the_training_ids(monkeypatch):
     from skattention.text import TextSequenceVectorizer
 

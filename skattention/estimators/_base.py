@@ -105,6 +105,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         "n_jobs": [numbers.Integral, None],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "channels_first": ["boolean"],
+        "store_attention_weights": ["boolean"],
     }
 
     def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
@@ -113,7 +114,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                  warmup_iter=0, batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
-                 n_jobs=None, device="auto", channels_first=False):
+                 n_jobs=None, device="auto", channels_first=False, store_attention_weights=True):
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -141,6 +142,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.n_jobs = n_jobs
         self.device = device
         self.channels_first = channels_first
+        self.store_attention_weights = store_attention_weights
 
     # ------------------------------------------------------------ subclass hooks
 
@@ -457,7 +459,11 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if not np.isfinite(self.params_).all():
             raise FloatingPointError("Training produced non-finite parameters; lower "
                                      "learning_rate_init or set max_grad_norm.")
-        self.attention_weights_ = self._pooling_attention(network, params, values, mask)
+        if self.store_attention_weights:
+            self.attention_weights_ = self._pooling_attention(network, params, values, mask)
+        else:
+            # Never leave the weights of an earlier fit next to new parameters.
+            self.__dict__.pop("attention_weights_", None)
         return self
 
     def _split_validation(self, values, mask, targets, sample_weight):

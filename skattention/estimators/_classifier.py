@@ -86,6 +86,13 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     channels_first : bool, default=False
         Read 3D input as ``(n_samples, n_features, n_timesteps)`` (aeon/sktime).
     class_weight : dict, "balanced" or None, default=None
+    store_attention_weights : bool, default=True
+        End ``fit`` with a pass over the training data that stores
+        ``attention_weights_`` (and, for text, ``token_importances_``). The
+        pass is one inference over the training set, about a fifth of a
+        one-epoch fit, and the array holds ``n_samples x n_timesteps``
+        float64 values; False skips both, and ``explain(X)`` still gives
+        the weights of any data.
 
     Attributes
     ----------
@@ -103,7 +110,8 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     best_validation_score_ : float or None
     device_ : str
     attention_weights_ : ndarray of shape (n_samples, n_timesteps)
-        Pooling attention over the training samples at the end of fit.
+        Pooling attention over the training samples at the end of fit
+        (only with ``store_attention_weights=True``).
 
     Examples
     --------
@@ -126,7 +134,8 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
                  warmup_iter=0, batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
-                 n_jobs=None, device="auto", channels_first=False, class_weight=None):
+                 n_jobs=None, device="auto", channels_first=False, class_weight=None,
+                 store_attention_weights=True):
         super().__init__(
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
             attention_score=attention_score, positional=positional, pooling=pooling,
@@ -137,7 +146,7 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
             validation_fraction=validation_fraction, alpha=alpha, shuffle=shuffle,
             random_state=random_state, verbose=verbose, warm_start=warm_start,
             max_grad_norm=max_grad_norm, n_jobs=n_jobs, device=device,
-            channels_first=channels_first)
+            channels_first=channels_first, store_attention_weights=store_attention_weights)
         self.class_weight = class_weight
 
     def __sklearn_tags__(self):

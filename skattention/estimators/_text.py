@@ -169,6 +169,18 @@ class _TextInputMixin:
         index = X.index if isinstance(X, pd.Series) else None
         return TextExplanation(tokens, per_doc, index)
 
+    def _store_token_importances(self, ids, groups, as_series=False):
+        """Set ``token_importances_`` when the attention weights are stored.
+
+        A DataFrame with one column per group, or with ``as_series`` the
+        Series of the only group.
+        """
+        if self.store_attention_weights:
+            frame = self._token_importances(ids, groups)
+            self.token_importances_ = frame.iloc[:, 0] if as_series else frame
+        else:
+            self.__dict__.pop("token_importances_", None)
+
     def _token_importances(self, ids, groups):
         """Mean attention mass per vocabulary token over the training ids, per group."""
         weights = self.attention_weights_[:, : ids.shape[1]]
@@ -235,7 +247,8 @@ max_len :
     vectorizer_ : TextSequenceVectorizer
     token_importances_ : pandas.DataFrame of shape (n_vocabulary, n_classes)
         Mean attention mass each vocabulary token receives over the
-        training documents of each class.
+        training documents of each class (only with
+        ``store_attention_weights=True``, like ``attention_weights_``).
     attention_weights_ : ndarray of shape (n_documents, max_tokens)
     classes_, params_, n_iter_, loss_curve_, device_ :
         As in :class:`~skattention.AttentionClassifier`.
@@ -264,7 +277,7 @@ max_len :
                  n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, alpha=0.05,
                  shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
-                 n_jobs=None, device="auto", class_weight=None):
+                 n_jobs=None, device="auto", class_weight=None, store_attention_weights=True):
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -291,6 +304,7 @@ max_len :
         self.max_grad_norm = max_grad_norm
         self.n_jobs = n_jobs
         self.device = device
+        self.store_attention_weights = store_attention_weights
         self.class_weight = class_weight
         self.lowercase = lowercase
         self.token_pattern = token_pattern
@@ -317,8 +331,7 @@ max_len :
         """
         ids = self._fit_documents(X, y, sample_weight)
         labels = np.asarray(y)
-        self.token_importances_ = self._token_importances(
-            ids, [(label, labels == label) for label in self.classes_])
+        self._store_token_importances(ids, [(label, labels == label) for label in self.classes_])
         return self
 
 
@@ -347,7 +360,7 @@ max_len :
     vectorizer_ : TextSequenceVectorizer
     token_importances_ : pandas.Series of shape (n_vocabulary,)
         Mean attention mass each vocabulary token receives over the
-        training documents.
+        training documents (only with ``store_attention_weights=True``).
     """
 
     _parameter_constraints = {
@@ -365,7 +378,7 @@ max_len :
                  n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, alpha=0.05,
                  shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
-                 n_jobs=None, device="auto"):
+                 n_jobs=None, device="auto", store_attention_weights=True):
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -392,6 +405,7 @@ max_len :
         self.max_grad_norm = max_grad_norm
         self.n_jobs = n_jobs
         self.device = device
+        self.store_attention_weights = store_attention_weights
         self.lowercase = lowercase
         self.token_pattern = token_pattern
         self.min_df = min_df
@@ -416,6 +430,6 @@ max_len :
         self : TextAttentionRegressor
         """
         ids = self._fit_documents(X, y, sample_weight)
-        self.token_importances_ = self._token_importances(
-            ids, [("importance", np.ones(len(ids), dtype=bool))])["importance"]
+        self._store_token_importances(ids, [("importance", np.ones(len(ids), dtype=bool))],
+                                      as_series=True)
         return self
