@@ -223,7 +223,11 @@ def _gather_block(block, ids, table, out):
     """``out[i] = table[ids[i]]`` for one row block; see :func:`embedding_forward_serial`."""
     r0, r1 = _block_range(block, ROW_BLOCK, ids.shape[0])
     for i in range(r0, r1):
-        out[i, :] = table[ids[i]]
+        # An explicit loop: a row slice assignment costs ~60 ns of setup per
+        # row, 3x the copy of 64 floats.
+        src, dst = table[ids[i]], out[i]
+        for j in range(dst.shape[0]):
+            dst[j] = src[j]
 
 
 @jit()
