@@ -2,6 +2,7 @@
 
 import pickle
 import re
+import unicodedata
 import zlib
 import warnings
 
@@ -303,6 +304,17 @@ def test_in_a_pipeline_with_a_column_transformer():
 # -------------------------------------------------------------------- fuzzing
 
 _fit_vec = TextSequenceVectorizer(max_len=8).fit(["the cat", "ünïcödé 😀 text", "a b c"])
+
+
+@given(st.text() | st.text(alphabet="aé_1 -'\u0301\u200b.Ж"))
+def test_default_pattern_shortcut_finds_what_the_pattern_finds(doc):
+    from skattention.text._tokenize import DEFAULT_TOKEN_PATTERN, make_tokenizer
+
+    pattern = re.compile(DEFAULT_TOKEN_PATTERN)
+    for lowercase in (True, False):
+        tokenize = make_tokenizer(lowercase, DEFAULT_TOKEN_PATTERN)
+        text = unicodedata.normalize("NFC", doc.lower() if lowercase else doc)
+        assert tokenize(doc) == pattern.findall(text)
 
 
 @given(st.lists(st.text(), min_size=1, max_size=5))

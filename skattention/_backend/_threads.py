@@ -166,6 +166,11 @@ def _set_blas_threads(lib, count):
 def _hold_blas():
     """Hold the kernels' BLAS at one thread (counted, so threads may nest)."""
     global _blas_depth, _blas_saved
+    with _blas_lock:
+        if _blas_depth:
+            # Already held (inside a pass): only count.
+            _blas_depth += 1
+            return
     blas = _scipy_blas_controllers()
     with _blas_lock:
         if _blas_depth == 0:
@@ -201,15 +206,16 @@ def hold_blas():
         _release_blas()
 
 
-@contextlib.contextmanager
-def kernel_threads(n_threads):
+class kernel_threads:
     """Run kernels with up to ``n_threads`` Numba threads and a one-thread BLAS.
 
-    Callers must run the serial build of a kernel when the yielded count is
-    1 and the parallel build otherwise (with the yielded count as its
-    scratch size): the count is lowered to 1 in a forked child and while
-    another thread of this process is running a parallel kernel (see the
-    module notes).
+    A context manager; ``with kernel_threads(n) as used:``. Callers must run
+    the serial build of a kernel when the yielded count is 1 and the
+    parallel build otherwise (with the yielded count as its scratch size):
+    the count is lowered to 1 in a forked child and while another thread of
+    this process is running a parallel kernel (see the module notes). A
+    class rather than a generator: a training step enters it ~60 times, and
+    the generator protocol cost 1 us of its 3.3 us inside a pass.
 
     Parameters
     ----------
@@ -222,30 +228,48 @@ def kernel_threads(n_threads):
     n_threads : int
         The thread count actually in force (``numba.get_num_threads()``).
     """
-    n_threads = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    pool = None
-    if n_threads > 1:
-        if _serial_only:
-            n_threads = 1
-        else:
-            pool = _pool_lock
-            if not pool.acquire(blocking=False):
-                pool = None
+
+    __slots__ = ("_wanted", "_pool", "_previous", "_used")
+
+    def __init__(self, n_threads):
+        self._wanted = n_threads
+
+    def __enter__(self):
+        n_threads = max(1, min(int(self._wanted), numba.config.NUMBA_NUM_THREADS))
+        pool = None
+        if n_threads > 1:
+            if _serial_only:
                 n_threads = 1
-    try:
-        previous = numba.get_num_threads()
-        _hold_blas()
+            else:
+                pool = _pool_lock
+                if not pool.acquire(blocking=False):
+                    pool = None
+                    n_threads = 1
         try:
-            # Setting an unchanged count still costs ~1 us per call.
-            if previous != n_threads:
-                numba.set_num_threads(n_threads)
+            previous = numba.get_num_threads()
+            _hold_blas()
             try:
-                yield n_threads
-            finally:
+                # Setting an unchanged count still costs ~1 us per call.
                 if previous != n_threads:
-                    numba.set_num_threads(previous)
+                    numba.set_num_threads(n_threads)
+            except BaseException:
+                _release_blas()
+                raise
+        except BaseException:
+            if pool is not None:
+                pool.release()
+            raise
+        self._pool, self._previous, self._used = pool, previous, n_threads
+        return n_threads
+
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            if self._previous != self._used:
+                numba.set_num_threads(self._previous)
         finally:
-            _release_blas()
-    finally:
-        if pool is not None:
-            pool.release()
+            try:
+                _release_blas()
+            finally:
+                if self._pool is not None:
+                    self._pool.release()
+        return False
