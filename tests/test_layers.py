@@ -86,7 +86,9 @@ def assert_directional(loss, theta, grad, rng, eps=1e-6):
 
 # ------------------------------------------------------------------ linear
 
-LINEAR_SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (13, 6, 1), (300, 17, 9), (1100, 5, 7)]
+# 127 and 128 rows: either side of the weight gradient's split into two chunks.
+LINEAR_SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (13, 6, 1), (127, 4, 3), (128, 4, 3),
+                 (300, 17, 9), (1100, 5, 7)]
 
 
 def _linear_data(shape, dtype, seed=0):

@@ -5,9 +5,10 @@ fused bias and activation, layer norm with a fused residual add, the token
 embedding and dropout. Rows are flattened tokens: an ``(N, d)`` array holds
 ``N = B * L`` token vectors of width ``d``.
 
-Determinism: every kernel is parallel over fixed-size blocks (``ROW_BLOCK``
-rows, ``WEIGHT_CHUNK`` rows, ``FLAT_BLOCK`` elements, ``EMBED_COLUMNS``
-columns: constants, never derived from the thread count), and a ``prange``
+Determinism: every kernel is parallel over blocks that depend on the data's
+shape only, never on the thread count (``ROW_BLOCK`` rows, ``FLAT_BLOCK``
+elements, ``EMBED_COLUMNS`` columns, and an even number of equal row chunks
+of at most ``WEIGHT_CHUNK`` rows for weight gradients), and a ``prange``
 iteration writes only its own block. Column sums (bias, gamma and beta
 gradients) are one partial row per block, added up in block order after the
 ``prange``. The serial builds run the same blocks, so results are bitwise
@@ -40,7 +41,8 @@ from .._jit import jit
 from ._mathops import fast_exp
 
 __all__ = [
-    "ACTIVATIONS", "ROW_BLOCK", "WEIGHT_CHUNK", "FLAT_BLOCK", "EMBED_COLUMNS", "fast_erf",
+    "ACTIVATIONS", "ROW_BLOCK", "WEIGHT_CHUNK", "MIN_SPLIT_ROWS", "FLAT_BLOCK", "EMBED_COLUMNS",
+    "fast_erf",
     "linear_forward_serial", "linear_forward_parallel",
     "linear_backward_serial", "linear_backward_parallel",
     "activation_serial", "activation_parallel",
@@ -48,8 +50,10 @@ __all__ = [
 
 #: Rows per block of the row-parallel kernels (and per partial column sum).
 ROW_BLOCK = 256
-#: Rows per partial product ``x[rows]^T g[rows]`` of a weight gradient.
+#: Most rows per partial product ``x[rows]^T g[rows]`` of a weight gradient.
 WEIGHT_CHUNK = 1024
+#: Fewest rows whose weight-gradient product is split into two chunks.
+MIN_SPLIT_ROWS = 128
 #: Elements per block of the flat element-wise kernels.
 FLAT_BLOCK = 16384
 #: Table columns owned by one iteration of the embedding backward pass.
@@ -311,12 +315,28 @@ def _linear_backward_block(block, weight, pre, grad_out, code, g, grad_x, bias_p
 
 
 @jit()
+def _n_weight_chunks(n):
+    """Row chunks of a weight-gradient product over ``n`` rows (int).
+
+    An even number of equal chunks of at most ``WEIGHT_CHUNK`` rows: two
+    threads get equal shares (1,470 rows cut as 1,024 + 446 left one thread
+    idle for a third of the product, and 1,024 rows or fewer ran on one
+    thread); one chunk below ``MIN_SPLIT_ROWS``.
+    """
+    if n < MIN_SPLIT_ROWS:
+        return 1
+    return 2 * _n_blocks(n, 2 * WEIGHT_CHUNK)
+
+
+@jit()
 def _weight_grad_chunk(chunk, x, g, partials):
     """``partials[chunk] = x[rows]^T g[rows]`` for the rows of one chunk.
 
-    Shapes: ``x`` (N, In), ``g`` (N, Out), ``partials`` (n_chunks, In, Out).
+    Shapes: ``x`` (N, In), ``g`` (N, Out), ``partials`` (n_chunks, In, Out);
+    chunk ``c`` holds rows ``c N // n_chunks`` to ``(c + 1) N // n_chunks``.
     """
-    r0, r1 = _block_range(chunk, WEIGHT_CHUNK, x.shape[0])
+    n, n_chunks = x.shape[0], partials.shape[0]
+    r0, r1 = chunk * n // n_chunks, (chunk + 1) * n // n_chunks
     np.dot(x[r0:r1].T, g[r0:r1], partials[chunk])
 
 
@@ -335,7 +355,7 @@ def _linear_backward_scratch(x, grad_out, with_bias):
     n = x.shape[0]
     n_blocks = _n_blocks(n, ROW_BLOCK) if with_bias else 0
     bias_partials = np.empty((n_blocks, grad_out.shape[1]), dtype=np.float64)
-    n_chunks = _n_blocks(n, WEIGHT_CHUNK)
+    n_chunks = _n_weight_chunks(n)
     n_chunks = n_chunks if n_chunks > 1 else 0
     weight_partials = np.empty((n_chunks, x.shape[1], grad_out.shape[1]), dtype=x.dtype)
     return bias_partials, weight_partials
