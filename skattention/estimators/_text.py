@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._nn import NetworkConfig
 from ..text import TextSequenceVectorizer
+from ..text._tokenize import DEFAULT_TOKEN_PATTERN
 from ._classifier import AttentionClassifier
 from ._regressor import AttentionRegressor
 
@@ -268,7 +269,8 @@ max_len :
         "max_len": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 2),
+    def __init__(self, *, lowercase=True, token_pattern=DEFAULT_TOKEN_PATTERN,
+                 ngram_range=(1, 2),
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256, d_model=64,
                  n_heads=4, n_layers=0, d_ff=None, attention_score="scaled_dot",
                  positional="none", pooling="attention", dropout=0.0, solver="adamw",
@@ -369,7 +371,8 @@ max_len :
            for name in _VECTORIZER_PARAMS},
     }
 
-    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 2),
+    def __init__(self, *, lowercase=True, token_pattern=DEFAULT_TOKEN_PATTERN,
+                 ngram_range=(1, 2),
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256, d_model=64,
                  n_heads=4, n_layers=0, d_ff=None, attention_score="scaled_dot",
                  positional="none", pooling="attention", dropout=0.0, solver="adamw",

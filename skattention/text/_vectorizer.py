@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, RealNotInt
 from sklearn.utils.validation import check_is_fitted
 
-from ._tokenize import check_documents, make_tokenizer
+from ._tokenize import DEFAULT_TOKEN_PATTERN, check_documents, make_tokenizer
 
 __all__ = ["PAD_ID", "UNK_ID", "START_ID", "PAD_TOKEN", "UNK_TOKEN", "START_TOKEN",
            "TextSequenceVectorizer"]
@@ -201,7 +201,8 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         "add_start_token": ["boolean"],
     }
 
-    def __init__(self, *, lowercase=True, token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 1),
+    def __init__(self, *, lowercase=True, token_pattern=DEFAULT_TOKEN_PATTERN,
+                 ngram_range=(1, 1),
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256,
                  add_start_token=True):
         self.lowercase = lowercase
