@@ -242,6 +242,15 @@ def test_embedding(gpu, rng, on_device, accumulate):
     np.testing.assert_array_equal(host(got), want)
 
 
+def test_embedding_with_positions(gpu, rng):
+    ids = np.array([[1, 4, 1], [0, 1, 5]], dtype=np.int64)
+    table, positions = rand(rng, 6, 5), rand(rng, 3, 5)
+    steps = np.array([[0, 1, 2], [2, 0, 1]], dtype=np.int64)
+    out = dev(nan_like((2, 3, 5)))
+    gpu.embedding_forward(ids, dev(table), out, dev(positions), steps)
+    np.testing.assert_array_equal(host(out), table[ids] + positions[steps])
+
+
 def test_embedding_errors(gpu, rng):
     table = dev(rand(rng, 4, 3))
     with pytest.raises(ValueError, match=r"ids must lie in \[0, 4\)"):

@@ -441,6 +441,31 @@ def test_embedding_matches_oracle(ops, dtype, shape):
                  2 * ref.embedding_backward(ids, np.abs(grad_out), shape[1]))
 
 
+@OPS
+@DTYPES
+@pytest.mark.parametrize("shape", EMBED_SHAPES)
+def test_embedding_with_positions_matches_oracle(ops, dtype, shape):
+    ids, table, _ = _embed_data(shape, dtype)
+    rng = np.random.default_rng(len(ids))
+    positions = _rand(rng, (9, shape[2]), dtype)
+    steps = rng.integers(0, 9, len(ids))
+    out = _nan((len(ids), shape[2]), dtype)
+    ops.embedding_forward(ids, table, out, positions, steps)
+    # One rounding of the same sum: equal to the two-step lookup and add.
+    assert_bitwise(out, table[ids] + positions[steps])
+
+
+def test_embedding_positions_need_valid_steps():
+    table, positions = np.zeros((5, 3)), np.zeros((4, 3))
+    ids = np.array([0, 1, 4])
+    with pytest.raises(ValueError, match="positions need steps"):
+        SERIAL.embedding_forward(ids, table, np.empty((3, 3)), positions)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 4\).*found id 4"):
+        SERIAL.embedding_forward(ids, table, np.empty((3, 3)), positions, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match="steps .* differ in shape"):
+        SERIAL.embedding_forward(ids, table, np.empty((3, 3)), positions, np.array([0, 1]))
+
+
 def test_embedding_accepts_batched_ids_and_empty_input():
     rng = np.random.default_rng(0)
     table = rng.standard_normal((11, 4))
@@ -680,7 +705,12 @@ def test_layer_norm_is_bitwise_deterministic(dtype):
 def test_embedding_and_elementwise_are_bitwise_deterministic(dtype):
     ids, table, grad_out = _embed_data((N_BIG, 30, 50), dtype, seed=3)
     runs = _three_ways(norm.embedding_forward_serial, norm.embedding_forward_parallel,
-                       lambda: (ids, table, _nan(grad_out.shape, dtype)), [2])
+                       lambda: (ids, table, None, None, _nan(grad_out.shape, dtype)), [4])
+    _assert_all_bitwise(runs)
+    positions = table[:7]
+    steps = np.arange(ids.size, dtype=np.int64) % 7
+    runs = _three_ways(norm.embedding_forward_serial, norm.embedding_forward_parallel,
+                       lambda: (ids, table, positions, steps, _nan(grad_out.shape, dtype)), [4])
     _assert_all_bitwise(runs)
     runs = _three_ways(norm.embedding_backward_serial, norm.embedding_backward_parallel,
                        lambda: (ids, grad_out, _nan(table.shape, dtype), False), [2])

@@ -359,23 +359,32 @@ def test_packed_rows_match_the_dense_pass(monkeypatch, overrides):
     net, params, X, mask = make_case(config)
     probe = np.random.default_rng(3).standard_normal((N, config.n_outputs))
     results = {}
-    gathers = []
+    gathers, packed_calls = [], []
     real_gather = BACKEND.gather_rows
+    real_packed = BACKEND.packed_attention_forward
     monkeypatch.setattr(BACKEND, "gather_rows",
                         lambda *args: gathers.append(1) or real_gather(*args), raising=False)
+    monkeypatch.setattr(BACKEND, "packed_attention_forward",
+                        lambda *args: packed_calls.append(1) or real_packed(*args),
+                        raising=False)
     for pack_below in (0.0, 1.0):
         monkeypatch.setattr(network, "PACK_BELOW", pack_below)
-        del gathers[:]
+        del gathers[:], packed_calls[:]
         output, cache = net.forward(params, X, mask)
         grad = net.backward(params, cache, probe)
         pooling, layers = net.explain(params, X, mask, all_layers=True)
-        results[pack_below] = output, grad, net.transform(params, X, mask), pooling, layers
+        results[pack_below] = (output, grad, net.transform(params, X, mask), pooling,
+                               net.predict(params, X, mask), layers)
         # Dense: no copies; packed: two per layer each way, and the ends.
         assert (len(gathers) > 0) == (pack_below == 1.0)
+        # A dot-family score attends over the packed rows in place (forward,
+        # transform, predict); stored weights (explain's layers) need the padded kernel.
+        dot_family = config.attention_score != "additive"
+        assert len(packed_calls) == (3 * config.n_layers if pack_below and dot_family else 0)
     dense, packed = results[0.0], results[1.0]
-    for a, b in zip(dense[:4], packed[:4]):
+    for a, b in zip(dense[:5], packed[:5]):
         np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13)
-    for a, b in zip(dense[4], packed[4]):
+    for a, b in zip(dense[5], packed[5]):
         np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _cpu_additive as additive
 from . import _cpu_attention as attn
+from . import _cpu_packed as packed
 from ._cpu_arrays import CPUArrayOps
 from ._cpu_layers import CPULayerOps
 from ._cpu_training import CPUTrainingOps
@@ -143,6 +144,64 @@ class CPUBackend(CPULayerOps, CPUTrainingOps, CPUArrayOps):
                          attn.dot_attention_backward_parallel,
                          q, k, v, mask, causal, scale, weights, use, log_sum_exp,
                          grad_context, grad_q, grad_k, grad_v, skip_queries)
+
+    def packed_attention_forward(self, queries, qkv, offsets, n_heads, scale, context,
+                                 log_sum_exp):
+        """Dot-family self-attention over packed rows (the real tokens only).
+
+        Parameters
+        ----------
+        queries : ndarray of shape (R, >= d)
+            Head ``h``'s queries in columns ``h * Dh .. (h + 1) * Dh``; pass
+            ``qkv`` itself for the "dot" and "scaled_dot" scores.
+        qkv : ndarray of shape (R, 3 d)
+            Keys in columns ``d .. 2 d``, values in ``2 d .. 3 d``.
+        offsets : ndarray of shape (B + 1,), int64
+            Sequence ``b`` owns rows ``offsets[b] .. offsets[b + 1]``
+            (non-decreasing, ``offsets[-1] == R``).
+        n_heads : int
+        scale : float
+            Score multiplier of the arrays' dtype.
+        context : ndarray of shape (R, d)
+            Output.
+        log_sum_exp : ndarray of shape (R, H)
+            Output: the softmax row statistics.
+        """
+        n_rows, d = context.shape
+        if qkv.shape != (n_rows, 3 * d) or queries.shape[0] != n_rows or \
+                queries.shape[1] < d or log_sum_exp.shape != (n_rows, n_heads) or \
+                d % n_heads or offsets.ndim != 1 or offsets.shape[0] < 1 or \
+                offsets[0] != 0 or offsets[-1] != n_rows:
+            raise ValueError(
+                f"packed_attention_forward: inconsistent shapes (queries {queries.shape}, "
+                f"qkv {qkv.shape}, context {context.shape}, log_sum_exp "
+                f"{log_sum_exp.shape}, {n_heads} heads, offsets ending at "
+                f"{offsets[-1] if offsets.size else None}).")
+        self.run_scratch(packed.packed_attention_forward_serial,
+                         packed.packed_attention_forward_parallel,
+                         queries, qkv, offsets, n_heads, scale, context, log_sum_exp)
+
+    def packed_attention_backward(self, queries, qkv, offsets, n_heads, scale, log_sum_exp,
+                                  grad_context, grad_queries, grad_qkv):
+        """Backward of :meth:`packed_attention_forward`.
+
+        Fills the key and value gradients (columns ``d .. 3 d`` of
+        ``grad_qkv``) and the query gradients (``grad_queries``, which is
+        ``grad_qkv`` itself when ``queries`` is ``qkv``); see
+        :func:`._cpu_packed.packed_attention_backward_serial`.
+        """
+        n_rows, d = grad_context.shape
+        if grad_qkv.shape != (n_rows, 3 * d) or qkv.shape != (n_rows, 3 * d) or \
+                grad_queries.shape[0] != n_rows or grad_queries.shape[1] < d or \
+                log_sum_exp.shape != (n_rows, n_heads):
+            raise ValueError(
+                f"packed_attention_backward: inconsistent shapes (qkv {qkv.shape}, grad_qkv "
+                f"{grad_qkv.shape}, grad_context {grad_context.shape}, grad_queries "
+                f"{grad_queries.shape}, log_sum_exp {log_sum_exp.shape}).")
+        self.run_scratch(packed.packed_attention_backward_serial,
+                         packed.packed_attention_backward_parallel,
+                         queries, qkv, offsets, n_heads, scale, log_sum_exp, grad_context,
+                         grad_queries, grad_qkv)
 
     def additive_attention_forward(self, query_proj, key_proj, score_vector, v, mask, causal,
                                    scale, context, weights, log_sum_exp):

@@ -168,15 +168,35 @@ class CPULayerOps:
         self.run(norm.layer_norm_backward_serial, norm.layer_norm_backward_parallel, grad_out, s,
                  mean, rstd, gamma, grad_x, grad_gamma, grad_beta, grad_summed)
 
-    def embedding_forward(self, ids, table, out):
-        """``out[...] = table[ids]``; ``ids`` of any shape, ``out`` of ``ids.shape + (d,)``.
+    def embedding_forward(self, ids, table, out, positions=None, steps=None):
+        """``out[...] = table[ids]``, plus ``positions[steps]`` when given.
 
-        Raises ValueError for ids outside ``[0, V)``.
+        Parameters
+        ----------
+        ids : integer ndarray of any shape
+            Raises ValueError for ids outside ``[0, V)``.
+        table : ndarray of shape (V, d)
+        out : ndarray of shape ``ids.shape + (d,)``
+            Output.
+        positions : ndarray of shape (L, d), optional
+            Position rows added to the embeddings in the same pass.
+        steps : integer ndarray of shape ``ids.shape``, optional
+            Each token's row of ``positions`` (required with ``positions``).
         """
         _check_shape("out", out, np.shape(ids) + table.shape[1:])
         ids = _check_ids(ids, table.shape[0])
+        if positions is not None:
+            _check_shape("positions", positions, (positions.shape[0], table.shape[1]))
+            if steps is None:
+                raise ValueError("embedding_forward: positions need steps")
+            steps = _check_ids(steps, positions.shape[0])
+            if steps.shape != ids.shape:
+                raise ValueError(f"embedding_forward: steps {steps.shape} and ids "
+                                 f"{ids.shape} differ in shape")
+        else:
+            steps = None
         self.run(norm.embedding_forward_serial, norm.embedding_forward_parallel, ids, table,
-                 _view("out", out, (ids.shape[0], table.shape[1])))
+                 positions, steps, _view("out", out, (ids.shape[0], table.shape[1])))
 
     def embedding_backward(self, ids, grad_out, grad_table, accumulate=False):
         """Scatter-add ``grad_out`` rows into rows ``ids`` of ``grad_table``.

@@ -219,38 +219,51 @@ def layer_norm_backward_parallel(grad_out, s, mean, rstd, gamma, grad_x, grad_ga
 
 
 @jit()
-def _gather_block(block, ids, table, out):
-    """``out[i] = table[ids[i]]`` for one row block; see :func:`embedding_forward_serial`."""
+def _gather_block(block, ids, table, positions, steps, out):
+    """``out[i] = table[ids[i]] (+ positions[steps[i]])`` for one row block.
+
+    See :func:`embedding_forward_serial`.
+    """
     r0, r1 = _block_range(block, ROW_BLOCK, ids.shape[0])
     for i in range(r0, r1):
         # An explicit loop: a row slice assignment costs ~60 ns of setup per
         # row, 3x the copy of 64 floats.
         src, dst = table[ids[i]], out[i]
-        for j in range(dst.shape[0]):
-            dst[j] = src[j]
+        if positions is None:
+            for j in range(dst.shape[0]):
+                dst[j] = src[j]
+        else:
+            position = positions[steps[i]]
+            for j in range(dst.shape[0]):
+                dst[j] = src[j] + position[j]
 
 
 @jit()
-def embedding_forward_serial(ids, table, out):
-    """Embedding lookup, one thread.
+def embedding_forward_serial(ids, table, positions, steps, out):
+    """Embedding lookup, plus the position rows when given, one thread.
 
     Parameters
     ----------
     ids : ndarray of shape (N,), int64
         Row indices in ``[0, V)`` (checked by the caller, not here).
     table : ndarray of shape (V, d)
+    positions : ndarray of shape (L, d) or None
+        Rows added to the embeddings (the positional encoding).
+    steps : ndarray of shape (N,), int64, or None
+        Each token's row of ``positions``, in ``[0, L)`` (checked by the
+        caller); None when ``positions`` is None.
     out : ndarray of shape (N, d)
         Output.
     """
     for block in range(_n_blocks(ids.shape[0], ROW_BLOCK)):
-        _gather_block(block, ids, table, out)
+        _gather_block(block, ids, table, positions, steps, out)
 
 
 @jit(parallel=True)
-def embedding_forward_parallel(ids, table, out):
+def embedding_forward_parallel(ids, table, positions, steps, out):
     """Embedding lookup; see :func:`embedding_forward_serial`."""
     for block in prange(_n_blocks(ids.shape[0], ROW_BLOCK)):
-        _gather_block(block, ids, table, out)
+        _gather_block(block, ids, table, positions, steps, out)
 
 
 @jit()

@@ -22,6 +22,8 @@ from .._jit import jit
 
 __all__ = [
     "attention_pooling_forward_serial", "attention_pooling_forward_parallel",
+    "packed_pooling_forward_serial", "packed_pooling_forward_parallel",
+    "packed_pooling_backward_serial", "packed_pooling_backward_parallel",
     "attention_pooling_backward_serial", "attention_pooling_backward_parallel",
 ]
 
@@ -247,4 +249,185 @@ def attention_pooling_backward_parallel(keys, values, query, mask, scale, weight
         t = numba.get_thread_id()
         _pool_backward_item(item, keys, values, query, mask, scale, weights, grad_context,
                             grad_keys, grad_values, partial, grad_weights[t])
+    _sum_over_batch(partial, grad_query)
+
+
+@jit()
+def _packed_pool_item(b, states, offsets, steps, query, scale, context, weights, scores,
+                      inv_totals, acc):
+    """Attention pooling of sequence ``b``, all heads, over packed rows.
+
+    Each row is read whole, once to score it and once to weight it, for every
+    head. Per head it is the padded kernel's arithmetic (:func:`_pool_forward_item`),
+    in the same order, so the two give the same numbers. Parameters as in
+    :func:`packed_pooling_forward_serial`; ``scores`` (H, >= longest),
+    ``inv_totals`` (H,) and ``acc`` (H * D,) are this thread's float64 scratch.
+    """
+    n_heads, width = query.shape
+    first = offsets[b]
+    n = offsets[b + 1] - first
+    weights[b, :, :] = 0
+    if n == 0:
+        context[b, :, :] = 0
+        return
+    for j in range(n):
+        row = states[first + j]
+        for h in range(n_heads):
+            q = query[h]
+            s = 0.0
+            for d in range(width):
+                s += np.float64(q[d]) * row[h * width + d]
+            scores[h, j] = s * scale
+    for h in range(n_heads):
+        row_max = scores[h, 0]
+        for j in range(1, n):
+            row_max = max(row_max, scores[h, j])
+        total = 0.0
+        for j in range(n):
+            e = math.exp(scores[h, j] - row_max)
+            scores[h, j] = e
+            total += e
+        inv_totals[h] = 1.0 / total
+    acc[:] = 0.0
+    for j in range(n):
+        row = states[first + j]
+        step = steps[first + j]
+        for h in range(n_heads):
+            p = scores[h, j] * inv_totals[h]
+            weights[b, h, step] = p
+            for d in range(width):
+                acc[h * width + d] += p * row[h * width + d]
+    for h in range(n_heads):
+        for d in range(width):
+            context[b, h, d] = acc[h * width + d]
+
+
+@jit()
+def _longest(offsets):
+    longest = 1
+    for b in range(offsets.shape[0] - 1):
+        longest = max(longest, offsets[b + 1] - offsets[b])
+    return longest
+
+
+@jit()
+def packed_pooling_forward_serial(states, offsets, steps, query, scale, context, weights):
+    """Attention pooling with a learned query over packed rows, one thread.
+
+    Parameters
+    ----------
+    states : ndarray of shape (R, H * D)
+        The real steps' states, sequence after sequence; head ``h`` in
+        columns ``h * D .. (h + 1) * D``.
+    offsets : ndarray of shape (B + 1,), int64
+        Sequence ``b`` owns rows ``offsets[b] .. offsets[b + 1]``.
+    steps : ndarray of shape (R,), int64
+        Each row's position in its sequence, in ``[0, L)``.
+    query : ndarray of shape (H, D)
+    scale : float
+        Score multiplier (float64).
+    context : ndarray of shape (B, H, D)
+        Output.
+    weights : ndarray of shape (B, H, L)
+        Output: the softmax over each sequence's rows at their steps, 0
+        elsewhere; all 0 (and a zero context) for a sequence without rows.
+    """
+    n_heads, width = query.shape
+    scores = np.empty((1, n_heads, _longest(offsets)), dtype=np.float64)
+    inv_totals = np.empty((1, n_heads), dtype=np.float64)
+    acc = np.empty((1, n_heads * width), dtype=np.float64)
+    for b in range(offsets.shape[0] - 1):
+        _packed_pool_item(b, states, offsets, steps, query, scale, context, weights,
+                          scores[0], inv_totals[0], acc[0])
+
+
+@jit(parallel=True)
+def packed_pooling_forward_parallel(states, offsets, steps, query, scale, context, weights,
+                                    n_threads):
+    """Parallel build of :func:`packed_pooling_forward_serial` (thread count last)."""
+    n_heads, width = query.shape
+    scores = np.empty((n_threads, n_heads, _longest(offsets)), dtype=np.float64)
+    inv_totals = np.empty((n_threads, n_heads), dtype=np.float64)
+    acc = np.empty((n_threads, n_heads * width), dtype=np.float64)
+    for b in prange(offsets.shape[0] - 1):
+        t = numba.get_thread_id()
+        _packed_pool_item(b, states, offsets, steps, query, scale, context, weights,
+                          scores[t], inv_totals[t], acc[t])
+
+
+@jit()
+def _packed_pool_backward_item(b, states, offsets, steps, query, scale, weights, grad_context,
+                               grad_states, partial, grad_weights):
+    """Backward of attention pooling for sequence ``b``, all heads, over packed rows.
+
+    Per head the arithmetic of :func:`_pool_backward_item` in the same
+    order; a row's gradient is its value gradient plus its key gradient,
+    each rounded to the output dtype first, as the padded path adds them.
+    ``partial`` (B, H, D) receives this sequence's query-gradient share;
+    ``grad_weights`` is this thread's float64 scratch (>= longest).
+    """
+    n_heads, width = query.shape
+    dt = grad_states.dtype.type
+    first = offsets[b]
+    n = offsets[b + 1] - first
+    partial[b, :, :] = 0.0
+    for h in range(n_heads):
+        col = h * width
+        g = grad_context[b, h]
+        q = query[h]
+        w = weights[b, h]
+        dq = partial[b, h]
+        dot = 0.0
+        for j in range(n):
+            row = states[first + j]
+            s = 0.0
+            for d in range(width):
+                s += np.float64(g[d]) * row[col + d]
+            grad_weights[j] = s
+            dot += w[steps[first + j]] * s
+        for j in range(n):
+            row = states[first + j]
+            out = grad_states[first + j]
+            p = np.float64(w[steps[first + j]])
+            dz = p * (grad_weights[j] - dot) * scale
+            for d in range(width):
+                out[col + d] = dt(p * g[d]) + dt(dz * q[d])
+                dq[d] += dz * row[col + d]
+
+
+@jit()
+def packed_pooling_backward_serial(states, offsets, steps, query, scale, weights, grad_context,
+                                   grad_states, grad_query):
+    """Backward of :func:`packed_pooling_forward_serial`, one thread.
+
+    Parameters
+    ----------
+    states, offsets, steps, query, scale :
+        As in the forward pass.
+    weights : ndarray of shape (B, H, L)
+        Weights of the forward pass.
+    grad_context : ndarray of shape (B, H, D)
+    grad_states : ndarray of shape (R, H * D)
+        Output: the gradient of each row (as key and as value).
+    grad_query : ndarray of shape (H, D)
+        Output: summed over the batch in a fixed order.
+    """
+    partial = np.empty((offsets.shape[0] - 1,) + query.shape, dtype=np.float64)
+    grad_weights = np.empty((1, _longest(offsets)), dtype=np.float64)
+    for b in range(offsets.shape[0] - 1):
+        _packed_pool_backward_item(b, states, offsets, steps, query, scale, weights,
+                                   grad_context, grad_states, partial, grad_weights[0])
+    _sum_over_batch(partial, grad_query)
+
+
+@jit(parallel=True)
+def packed_pooling_backward_parallel(states, offsets, steps, query, scale, weights,
+                                     grad_context, grad_states, grad_query, n_threads):
+    """Parallel build of :func:`packed_pooling_backward_serial` (thread count last)."""
+    partial = np.empty((offsets.shape[0] - 1,) + query.shape, dtype=np.float64)
+    grad_weights = np.empty((n_threads, _longest(offsets)), dtype=np.float64)
+    for b in prange(offsets.shape[0] - 1):
+        t = numba.get_thread_id()
+        _packed_pool_backward_item(b, states, offsets, steps, query, scale, weights,
+                                   grad_context, grad_states, partial, grad_weights[t])
     _sum_over_batch(partial, grad_query)

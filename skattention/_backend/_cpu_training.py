@@ -43,6 +43,10 @@ from ._cpu_pooling import (
     attention_pooling_backward_serial,
     attention_pooling_forward_parallel,
     attention_pooling_forward_serial,
+    packed_pooling_backward_parallel,
+    packed_pooling_backward_serial,
+    packed_pooling_forward_parallel,
+    packed_pooling_forward_serial,
 )
 
 __all__ = [
@@ -525,6 +529,54 @@ class CPUTrainingOps:
         self.run_scratch(attention_pooling_forward_serial,
                          attention_pooling_forward_parallel,
                          keys, values, query, mask, float(scale), context, weights)
+
+    def packed_pooling_forward(self, states, offsets, steps, query, scale, context, weights):
+        """Attention pooling over packed rows; see :func:`packed_pooling_forward_serial`.
+
+        Parameters
+        ----------
+        states : ndarray of shape (R, H * D)
+        offsets : ndarray of shape (B + 1,), int64
+        steps : ndarray of shape (R,), int64
+        query : ndarray of shape (H, D)
+        scale : float
+        context : ndarray of shape (B, H, D)
+            Output.
+        weights : ndarray of shape (B, H, L)
+            Output.
+        """
+        n_rows = states.shape[0]
+        batch = offsets.shape[0] - 1
+        n_heads, width = query.shape
+        if states.shape != (n_rows, n_heads * width) or steps.shape != (n_rows,) or \
+                batch < 0 or offsets[0] != 0 or offsets[-1] != n_rows or \
+                context.shape != (batch, n_heads, width) or weights.shape[:2] != (batch, n_heads):
+            raise ValueError(
+                f"packed_pooling_forward: inconsistent shapes (states {states.shape}, steps "
+                f"{steps.shape}, query {query.shape}, context {context.shape}, weights "
+                f"{weights.shape}, offsets ending at {offsets[-1] if offsets.size else None}).")
+        self.run_scratch(packed_pooling_forward_serial, packed_pooling_forward_parallel,
+                         states, offsets, steps, query, float(scale), context, weights)
+
+    def packed_pooling_backward(self, states, offsets, steps, query, scale, weights,
+                                grad_context, grad_states, grad_query):
+        """Backward of :meth:`packed_pooling_forward`; fills ``grad_states`` and ``grad_query``.
+
+        See :func:`packed_pooling_backward_serial`.
+        """
+        n_heads, width = query.shape
+        batch = offsets.shape[0] - 1
+        if grad_states.shape != states.shape or grad_query.shape != query.shape or \
+                grad_context.shape != (batch, n_heads, width) or \
+                weights.shape[:2] != (batch, n_heads):
+            raise ValueError(
+                f"packed_pooling_backward: inconsistent shapes (states {states.shape}, "
+                f"grad_states {grad_states.shape}, query {query.shape}, grad_query "
+                f"{grad_query.shape}, grad_context {grad_context.shape}, weights "
+                f"{weights.shape}).")
+        self.run_scratch(packed_pooling_backward_serial, packed_pooling_backward_parallel,
+                         states, offsets, steps, query, float(scale), weights, grad_context,
+                         grad_states, grad_query)
 
     def attention_pooling_backward(self, keys, values, query, mask, scale, weights,
                                    grad_context, grad_keys, grad_values, grad_query):

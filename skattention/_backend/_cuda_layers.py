@@ -603,8 +603,8 @@ class CUDALayerOps:
                 self._dummy(2, np.float32) if grad_summed is None else grad_summed,
                 grad_summed is not None)
 
-    def embedding_forward(self, ids, table, out):
-        """``out[...] = table[ids]``.
+    def embedding_forward(self, ids, table, out, positions=None, steps=None):
+        """``out[...] = table[ids]``, plus ``positions[steps]`` when given.
 
         Parameters
         ----------
@@ -613,7 +613,20 @@ class CUDALayerOps:
             there; ValueError outside).
         table : device array of shape (V, d)
         out : device array of shape ``ids.shape + (d,)``
+        positions : device array of shape (L, d), optional
+        steps : integer array of shape ``ids.shape``, optional
+            Each token's row of ``positions`` (required with ``positions``).
         """
+        if positions is not None:
+            self.embedding_forward(ids, table, out)
+            if steps is None:
+                raise ValueError("embedding_forward: positions need steps")
+            position_rows = self.empty(tuple(out.shape), out.dtype)
+            flat_steps = _checked_ids(steps, positions.shape[0]).reshape(-1)
+            self.gather_rows(positions, self.asarray(flat_steps, np.int64),
+                             position_rows.reshape(flat_steps.size, table.shape[1]))
+            self.add_(out, position_rows)
+            return
         _check_shape("out", out, _shape(ids) + tuple(table.shape[1:]))
         _require_float32(table=table, out=out)
         host = _checked_ids(ids, table.shape[0])

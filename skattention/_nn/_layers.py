@@ -188,6 +188,85 @@ def self_attention_forward(backend, score, q, k, v, mask, score_params, store_we
     return context, weights, saved
 
 
+def packed_self_attention_forward(backend, score, qkv, offsets, n_heads, score_params,
+                                  keep=False):
+    """Dot-family self-attention over packed rows (the real tokens only).
+
+    Parameters
+    ----------
+    backend : CPUBackend
+        A backend with ``packed_attention_forward``.
+    score : {"dot", "scaled_dot", "general"}
+    qkv : ndarray of shape (R, 3 d)
+        The fused query/key/value projection of a batch's real tokens,
+        sequence after sequence.
+    offsets : ndarray of shape (B + 1,), int64
+        Sequence ``b`` owns rows ``offsets[b] .. offsets[b + 1]``.
+    n_heads : int
+    score_params : dict of str to ndarray
+        Views of the score's parameter blocks.
+    keep : bool, default=False
+        Return what :func:`packed_self_attention_backward` needs.
+
+    Returns
+    -------
+    context : ndarray of shape (R, d)
+        The heads' contexts side by side (the merged layout).
+    saved : dict or None
+    """
+    n_rows, d = qkv.shape[0], qkv.shape[1] // 3
+    head_dim = d // n_heads
+    dtype = qkv.dtype
+    queries, heads = qkv, None
+    if score == "general":
+        heads = np.ascontiguousarray(qkv[:, :d]).reshape(n_rows, n_heads, head_dim)
+        queries = _project(backend, heads, score_params["W"]).reshape(n_rows, d)
+    context = backend.empty((n_rows, d), dtype)
+    log_sum_exp = backend.empty((n_rows, n_heads), dtype)
+    backend.packed_attention_forward(queries, qkv, offsets, n_heads,
+                                     dtype.type(_scale(score, head_dim)), context, log_sum_exp)
+    saved = dict(packed=True, qkv=qkv, heads=heads, queries=queries, offsets=offsets,
+                 log_sum_exp=log_sum_exp) if keep else None
+    return context, saved
+
+
+def packed_self_attention_backward(backend, score, saved, n_heads, score_params, grad_context,
+                                   grad_score_params):
+    """Backward pass of :func:`packed_self_attention_forward`.
+
+    Parameters
+    ----------
+    backend : CPUBackend
+    score : {"dot", "scaled_dot", "general"}
+    saved : dict
+        From the forward pass.
+    n_heads : int
+    score_params : dict of str to ndarray
+    grad_context : ndarray of shape (R, d)
+    grad_score_params : dict of str to ndarray
+        Gradient views of the score's parameter blocks (overwritten).
+
+    Returns
+    -------
+    grad_qkv : ndarray of shape (R, 3 d)
+    """
+    qkv, queries = saved["qkv"], saved["queries"]
+    n_rows, d = grad_context.shape
+    head_dim = d // n_heads
+    dtype = qkv.dtype
+    grad_qkv = backend.empty(qkv.shape, dtype)
+    grad_queries = backend.empty((n_rows, d), dtype) if score == "general" else grad_qkv
+    backend.packed_attention_backward(queries, qkv, saved["offsets"], n_heads,
+                                      dtype.type(_scale(score, head_dim)), saved["log_sum_exp"],
+                                      grad_context, grad_queries, grad_qkv)
+    if score == "general":
+        grad_heads = _project_backward(backend, saved["heads"], score_params["W"],
+                                       grad_queries.reshape(n_rows, n_heads, head_dim),
+                                       grad_score_params["W"])
+        grad_qkv[:, :d] = grad_heads.reshape(n_rows, d)
+    return grad_qkv
+
+
 def self_attention_backward(backend, score, saved, mask, score_params, grad_context,
                             grad_score_params, out=None):
     """Backward pass of :func:`self_attention_forward`.
@@ -251,6 +330,84 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
 
 
 # ------------------------------------------------------------------ pooling
+
+
+def packed_pool_forward(backend, score, states, offsets, steps, query, length, score_params,
+                        keep=False):
+    """Attention pooling over packed rows (dot-family scores).
+
+    Parameters
+    ----------
+    backend : CPUBackend
+        A backend with ``packed_pooling_forward``.
+    score : {"dot", "scaled_dot", "general"}
+    states : ndarray of shape (R, H * dh)
+        The real steps' states, sequence after sequence.
+    offsets : ndarray of shape (B + 1,), int64
+        Sequence ``b`` owns rows ``offsets[b] .. offsets[b + 1]``.
+    steps : ndarray of shape (R,), int64
+        Each row's position in its sequence.
+    query : ndarray of shape (H, dh)
+    length : int
+        ``L``, the padded length of the weights.
+    score_params : dict of str to ndarray
+    keep : bool, default=False
+        Return what :func:`packed_pool_backward` needs.
+
+    Returns
+    -------
+    context : ndarray of shape (B, H, dh)
+    weights : ndarray of shape (B, H, L)
+        As from :func:`attention_pool_forward`.
+    saved : dict or None
+    """
+    n_heads, head_dim = query.shape
+    batch = offsets.shape[0] - 1
+    dtype = states.dtype
+    pool_query = _project(backend, query, score_params["W"]) if score == "general" else query
+    context = backend.empty((batch, n_heads, head_dim), dtype)
+    weights = backend.empty((batch, n_heads, length), dtype)
+    backend.packed_pooling_forward(states, offsets, steps, pool_query, _scale(score, head_dim),
+                                   context, weights)
+    saved = dict(packed=True, states=states, offsets=offsets, steps=steps,
+                 pool_query=pool_query, weights=weights) if keep else None
+    return context, weights, saved
+
+
+def packed_pool_backward(backend, score, saved, query, score_params, grad_context, grad_query,
+                         grad_score_params):
+    """Backward pass of :func:`packed_pool_forward`.
+
+    Parameters
+    ----------
+    backend : CPUBackend
+    score : {"dot", "scaled_dot", "general"}
+    saved : dict
+    query : ndarray of shape (H, dh)
+    score_params : dict of str to ndarray
+    grad_context : ndarray of shape (B, H, dh)
+    grad_query : ndarray of shape (H, dh)
+        Output (overwritten).
+    grad_score_params : dict of str to ndarray
+        Output views (overwritten).
+
+    Returns
+    -------
+    grad_states : ndarray of shape (R, H * dh)
+        The packed rows' gradients (as keys and as values).
+    """
+    states, pool_query = saved["states"], saved["pool_query"]
+    head_dim = query.shape[1]
+    grad_states = backend.empty(states.shape, states.dtype)
+    grad_pool_query = backend.empty(pool_query.shape, states.dtype) if score == "general" \
+        else grad_query
+    backend.packed_pooling_backward(states, saved["offsets"], saved["steps"], pool_query,
+                                    _scale(score, head_dim), saved["weights"], grad_context,
+                                    grad_states, grad_pool_query)
+    if score == "general":
+        _project_backward(backend, query, score_params["W"], grad_pool_query,
+                          grad_score_params["W"], out=grad_query)
+    return grad_states
 
 
 def attention_pool_forward(backend, score, states, query, mask, score_params, keep):

@@ -1,4 +1,4 @@
-"""The attention network: configuration, parameters, forward and backward passes.
+"""The attention network: forward and backward passes over a flat parameter buffer.
 
 The architecture is the pre-LayerNorm transformer encoder that PyTorch users
 write by hand, followed by a pooling layer and a linear head::
@@ -16,188 +16,45 @@ Every residual add is fused into the layer norm that reads its result
 stream is written once per sub-layer and its gradient flows back through the
 same kernel's ``grad_summed`` input.
 
+Batches with enough padding (:data:`PACK_BELOW`) run *packed*: the token-wise
+layers see only the real tokens, the rows of an ``(R, d)`` matrix sequence
+after sequence, and a backend with packed kernels (the CPU's) runs
+dot-family self-attention and attention pooling on those rows in place. The
+additive score, mean pooling and stored layer weights scatter the rows into
+the padded ``(B*L, d)`` layout and gather them back.
+
 All parameters live in one flat buffer described by a :class:`ParamLayout`;
 the gradient is a flat buffer of the same layout.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .._backend._cpu_layers import dropout_mask
+from ._config import NetworkConfig, build_layout
 from ._layers import (
-    SCORES,
     attention_pool_backward,
     attention_pool_forward,
     mean_pool_weights,
+    packed_pool_backward,
+    packed_pool_forward,
+    packed_self_attention_backward,
+    packed_self_attention_forward,
     score_param_shapes,
     self_attention_backward,
     self_attention_forward,
     sinusoidal_positions,
 )
-from ._params import ParamLayout
 
-__all__ = ["NetworkConfig", "AttentionNetwork", "LAYER_NORM_EPS"]
+__all__ = ["NetworkConfig", "AttentionNetwork", "LAYER_NORM_EPS", "build_layout"]
 
 #: Layer-norm epsilon (torch's default).
 LAYER_NORM_EPS = 1e-5
 #: The encoder layers run on the real tokens only (packed rows) when at most
 #: this fraction of a batch's steps is real: below it the rows saved in the
-#: linear layers and layer norms outweigh the copies into and out of the
-#: padded layout that attention and pooling read.
+#: linear layers and layer norms outweigh the index arrays and, where a
+#: kernel reads the padded layout (the additive score, mean pooling, stored
+#: layer weights), the copies into and out of it.
 PACK_BELOW = 0.9
-
-_INPUT_KINDS = ("values", "tokens")
-_POSITIONALS = ("sinusoidal", "learned", "none")
-_POOLINGS = ("attention", "mean")
-
-
-def _check_choice(name, value, options):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {options}; got {value!r}.")
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Hyperparameters that fix the architecture and the parameter layout.
-
-    Parameters
-    ----------
-    input_kind : {"values", "tokens"}, default="values"
-        ``"values"``: ``X`` of shape (N, L, F), embedded by a linear map.
-        ``"tokens"``: ``X`` of shape (N, L) of int ids in ``[0, V)``,
-        embedded by a table; id 0 is padding.
-    n_inputs : int, default=1
-        Features per step ``F`` (values) or vocabulary size ``V`` (tokens).
-    max_len : int, default=1
-        Longest sequence; sizes the learned position table (longer inputs
-        are refused with ``positional="learned"``).
-    d_model : int, default=32
-    n_heads : int, default=4
-        Must divide ``d_model``.
-    n_layers : int, default=1
-        Encoder layers; 0 pools the embedded inputs directly.
-    d_ff : int, default=64
-        Hidden width of the feed-forward block.
-    attention_score : {"dot", "scaled_dot", "general", "additive"}, default="scaled_dot"
-        Score of self-attention and of attention pooling. "general" adds a
-        ``(dh, dh)`` matrix per layer shared by the heads; "additive" a
-        ``(dh, A)`` pair and a ``(A,)`` vector with ``A = dh``.
-    positional : {"sinusoidal", "learned", "none"}, default="sinusoidal"
-    pooling : {"attention", "mean"}, default="attention"
-    dropout : float, default=0.0
-        Rate in ``[0, 1)`` after the embedding and after each sub-layer.
-    n_outputs : int, default=1
-    dtype : {numpy.float32, numpy.float64}, default=numpy.float32
-        Computation and parameter dtype (stored as a ``numpy.dtype``).
-
-    Raises
-    ------
-    ValueError
-        For any inconsistent or out-of-range value, including ``n_heads``
-        not dividing ``d_model``.
-    """
-
-    input_kind: str = "values"
-    n_inputs: int = 1
-    max_len: int = 1
-    d_model: int = 32
-    n_heads: int = 4
-    n_layers: int = 1
-    d_ff: int = 64
-    attention_score: str = "scaled_dot"
-    positional: str = "sinusoidal"
-    pooling: str = "attention"
-    dropout: float = 0.0
-    n_outputs: int = 1
-    dtype: object = np.float32
-
-    def __post_init__(self):
-        _check_choice("input_kind", self.input_kind, _INPUT_KINDS)
-        _check_choice("attention_score", self.attention_score, SCORES)
-        _check_choice("positional", self.positional, _POSITIONALS)
-        _check_choice("pooling", self.pooling, _POOLINGS)
-        for name in ("n_inputs", "max_len", "d_model", "n_heads", "d_ff", "n_outputs"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("n_layers", self.n_layers, 0)
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"n_heads={self.n_heads} must divide d_model={self.d_model} "
-                f"(each head gets d_model / n_heads features).")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout!r}.")
-        dtype = np.dtype(self.dtype)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64; got {dtype}.")
-        object.__setattr__(self, "dtype", dtype)
-
-    @property
-    def head_dim(self):
-        """Width of one head, ``d_model // n_heads``."""
-        return self.d_model // self.n_heads
-
-
-def build_layout(config):
-    """The parameter layout of a configuration.
-
-    Block names: ``embed.weight``/``embed.bias`` (values) or ``embed.table``
-    (tokens); ``pos.table`` (learned positions); per layer ``i``,
-    ``layers.i.{ln1,ln2}.{gamma,beta}``, ``layers.i.attn.qkv.{weight,bias}``
-    (fused ``(d, 3d)``, columns ordered q, k, v and heads within each),
-    ``layers.i.attn.score.*``, ``layers.i.attn.out.{weight,bias}``,
-    ``layers.i.ffn.{fc1,fc2}.{weight,bias}``; ``final_ln.{gamma,beta}``;
-    ``pool.query`` and ``pool.score.*`` (attention pooling);
-    ``head.{weight,bias}``. Weights are ``(In, Out)``: ``y = x W + b``.
-
-    Parameters
-    ----------
-    config : NetworkConfig
-
-    Returns
-    -------
-    layout : ParamLayout
-    """
-    d, dh, heads = config.d_model, config.head_dim, config.n_heads
-    layout = ParamLayout()
-    if config.input_kind == "values":
-        layout.add("embed.weight", (config.n_inputs, d), "glorot")
-        layout.add("embed.bias", (d,), "zeros")
-    else:
-        layout.add("embed.table", (config.n_inputs, d), "embedding")
-    if config.positional == "learned":
-        layout.add("pos.table", (config.max_len, d), "normal")
-    score_blocks = score_param_shapes(config.attention_score, dh)
-    for i in range(config.n_layers):
-        prefix = f"layers.{i}."
-        layout.add(prefix + "ln1.gamma", (d,), "ones")
-        layout.add(prefix + "ln1.beta", (d,), "zeros")
-        layout.add(prefix + "attn.qkv.weight", (d, 3 * d), "glorot")
-        layout.add(prefix + "attn.qkv.bias", (3 * d,), "zeros")
-        for suffix, shape in score_blocks:
-            layout.add(prefix + "attn.score." + suffix, shape, "glorot")
-        layout.add(prefix + "attn.out.weight", (d, d), "glorot")
-        layout.add(prefix + "attn.out.bias", (d,), "zeros")
-        layout.add(prefix + "ln2.gamma", (d,), "ones")
-        layout.add(prefix + "ln2.beta", (d,), "zeros")
-        layout.add(prefix + "ffn.fc1.weight", (d, config.d_ff), "glorot")
-        layout.add(prefix + "ffn.fc1.bias", (config.d_ff,), "zeros")
-        layout.add(prefix + "ffn.fc2.weight", (config.d_ff, d), "glorot")
-        layout.add(prefix + "ffn.fc2.bias", (d,), "zeros")
-    if config.n_layers > 0:
-        layout.add("final_ln.gamma", (d,), "ones")
-        layout.add("final_ln.beta", (d,), "zeros")
-    if config.pooling == "attention":
-        layout.add("pool.query", (heads, dh), "normal")
-        for suffix, shape in score_blocks:
-            layout.add("pool.score." + suffix, shape, "glorot")
-    layout.add("head.weight", (d, config.n_outputs), "glorot")
-    layout.add("head.bias", (config.n_outputs,), "zeros")
-    return layout
 
 
 def _trim_padding(X, mask):
@@ -464,15 +321,28 @@ class AttentionNetwork:
             rows, slots = (backend.asarray(a, np.int64) for a in packing)
         n_rows = n_tokens if rows is None else rows.shape[0]
         inputs = backend.asarray(inputs, dtype if config.input_kind == "values" else np.int64)
+        # Dot-family attention and pooling read the packed rows in place (no
+        # scatter to the padded layout and back); stored weights need the padded kernels.
+        offsets = None
+        if rows is not None and not store_weights and score != "additive" \
+                and getattr(backend, "packed_attention_forward", None) is not None \
+                and getattr(backend, "packed_pooling_forward", None) is not None:
+            offsets = np.zeros(batch + 1, dtype=np.int64)
+            np.cumsum(np.count_nonzero(host_mask, axis=1), out=offsets[1:])
 
         # Embedding and positions, of the real steps only when packed.
         stream = backend.empty((n_rows, d), dtype)
+        positions = self._positions(views, length)
         if config.input_kind == "values":
             backend.linear_forward(inputs, views["embed.weight"], views["embed.bias"],
                                    "identity", stream)
+        elif positions is not None and rows is not None:
+            # Packed tokens take their position rows in the lookup's pass.
+            backend.embedding_forward(inputs, views["embed.table"], stream, positions,
+                                      host_rows % length)
+            positions = None
         else:
             backend.embedding_forward(inputs, views["embed.table"], stream)
-        positions = self._positions(views, length)
         if positions is not None and rows is None:
             backend.add_rows(stream.reshape(batch, length, d), positions)
         elif positions is not None:
@@ -493,17 +363,21 @@ class AttentionNetwork:
             qkv = backend.empty((n_rows, 3 * d), dtype)
             backend.linear_forward(normed, views[prefix + "attn.qkv.weight"],
                                    views[prefix + "attn.qkv.bias"], "identity", qkv)
-            qkv = self._unpack(qkv, slots, n_tokens)
-            q, k, v = (backend.heads_of(qkv, head_shape, j * d) for j in range(3))
-            merged = backend.empty((n_tokens, d), dtype)
-            context, weights, attn_saved = self_attention_forward(
-                backend, score, q, k, v, mask,
-                _score_views(views, prefix + "attn.score.", score, config.head_dim),
-                store_weights, keep, backend.heads_out(merged, head_shape))
-            backend.heads_done(context, merged)
-            merged = self._unpack(merged, rows, n_rows)
-            if store_weights:
-                layer_weights.append(weights)
+            score_params = _score_views(views, prefix + "attn.score.", score, config.head_dim)
+            if offsets is not None:
+                merged, attn_saved = packed_self_attention_forward(
+                    backend, score, qkv, offsets, heads, score_params, keep)
+            else:
+                qkv = self._unpack(qkv, slots, n_tokens)
+                q, k, v = (backend.heads_of(qkv, head_shape, j * d) for j in range(3))
+                merged = backend.empty((n_tokens, d), dtype)
+                context, weights, attn_saved = self_attention_forward(
+                    backend, score, q, k, v, mask, score_params, store_weights, keep,
+                    backend.heads_out(merged, head_shape))
+                backend.heads_done(context, merged)
+                merged = self._unpack(merged, rows, n_rows)
+                if store_weights:
+                    layer_weights.append(weights)
             attn_out = backend.empty((n_rows, d), dtype)
             backend.linear_forward(merged, views[prefix + "attn.out.weight"],
                                    views[prefix + "attn.out.bias"], "identity", attn_out)
@@ -523,14 +397,22 @@ class AttentionNetwork:
                 saved.update(normed=normed, attn=attn_saved, merged=merged, normed2=normed2,
                              hidden=hidden, pre=pre)
                 layers.append(saved)
+        packed_pooling = offsets is not None and config.pooling == "attention"
         if config.n_layers > 0:
             states, stream = self._norm(views, "final_ln", branch, stream, keep, norms)
-            states = self._unpack(states, slots, n_tokens)
+            if not packed_pooling:
+                states = self._unpack(states, slots, n_tokens)
         else:
             states = stream
 
         # Pooling over the real steps.
-        if config.pooling == "attention":
+        if packed_pooling:
+            context, pool_weights, pool_saved = packed_pool_forward(
+                backend, score, states, offsets, backend.asarray(host_rows % length, np.int64),
+                views["pool.query"], length,
+                _score_views(views, "pool.score.", score, config.head_dim), keep)
+            pooled = context.reshape(batch, d)
+        elif config.pooling == "attention":
             # A contiguous copy: the pooling kernels' per-position loops only
             # vectorise on C-contiguous heads (a strided view cost more than it saved).
             head_states = backend.empty(head_shape, dtype)
@@ -651,8 +533,15 @@ class AttentionNetwork:
         backend.linear_backward(cache["pooled"], views["head.weight"], None, grad_output,
                                 "identity", grad_pooled, grads["head.weight"],
                                 grads["head.bias"])
-        grad_states = backend.empty((n_tokens, d), dtype)
-        if config.pooling == "attention":
+        packed_pooling = isinstance(cache["pool"], dict) and cache["pool"].get("packed", False)
+        if packed_pooling:
+            grad_states = packed_pool_backward(
+                backend, score, cache["pool"], views["pool.query"],
+                _score_views(views, "pool.score.", score, config.head_dim),
+                grad_pooled.reshape(batch, heads, config.head_dim), grads["pool.query"],
+                _score_views(grads, "pool.score.", score, config.head_dim))
+        elif config.pooling == "attention":
+            grad_states = backend.empty((n_tokens, d), dtype)
             grad_heads = attention_pool_backward(
                 backend, score, cache["pool"], views["pool.query"], mask,
                 _score_views(views, "pool.score.", score, config.head_dim),
@@ -660,6 +549,7 @@ class AttentionNetwork:
                 _score_views(grads, "pool.score.", score, config.head_dim))
             backend.merge_heads(grad_heads, grad_states)
         else:
+            grad_states = backend.empty((n_tokens, d), dtype)
             backend.mean_pool_backward(cache["pool"], grad_pooled,
                                        grad_states.reshape(batch, length, d))
 
@@ -667,7 +557,8 @@ class AttentionNetwork:
         # residual stream after the sub-layer being undone.
         norms, drops = list(cache["norms"]), list(cache["drops"])
         if config.n_layers > 0:
-            grad_states = self._unpack(grad_states, rows, n_rows)
+            if not packed_pooling:
+                grad_states = self._unpack(grad_states, rows, n_rows)
             grad_stream = self._norm_backward(views, grads, norms.pop(), grad_states, None)
         else:
             grad_stream = grad_states
@@ -694,18 +585,24 @@ class AttentionNetwork:
                                     grad_attn, "identity", grad_merged,
                                     grads[prefix + "attn.out.weight"],
                                     grads[prefix + "attn.out.bias"])
-            # Zero rows on padding: padded queries must pass no gradient on.
-            grad_merged = self._unpack(grad_merged, slots, n_tokens)
-            grad_qkv = backend.empty((n_tokens, 3 * d), dtype)
-            parts = self_attention_backward(
-                backend, score, saved["attn"], mask,
-                _score_views(views, prefix + "attn.score.", score, config.head_dim),
-                backend.heads_of(grad_merged, head_shape),
-                _score_views(grads, prefix + "attn.score.", score, config.head_dim),
-                tuple(backend.heads_out(grad_qkv, head_shape, j * d) for j in range(3)))
-            for j, part in enumerate(parts):
-                backend.heads_done(part, grad_qkv, j * d)
-            grad_qkv = self._unpack(grad_qkv, rows, n_rows)
+            score_params = _score_views(views, prefix + "attn.score.", score, config.head_dim)
+            grad_score_params = _score_views(grads, prefix + "attn.score.", score,
+                                             config.head_dim)
+            if saved["attn"].get("packed", False):
+                grad_qkv = packed_self_attention_backward(
+                    backend, score, saved["attn"], heads, score_params, grad_merged,
+                    grad_score_params)
+            else:
+                # Zero rows on padding: padded queries must pass no gradient on.
+                grad_merged = self._unpack(grad_merged, slots, n_tokens)
+                grad_qkv = backend.empty((n_tokens, 3 * d), dtype)
+                parts = self_attention_backward(
+                    backend, score, saved["attn"], mask, score_params,
+                    backend.heads_of(grad_merged, head_shape), grad_score_params,
+                    tuple(backend.heads_out(grad_qkv, head_shape, j * d) for j in range(3)))
+                for j, part in enumerate(parts):
+                    backend.heads_done(part, grad_qkv, j * d)
+                grad_qkv = self._unpack(grad_qkv, rows, n_rows)
             grad_normed = backend.empty((n_rows, d), dtype)
             backend.linear_backward(saved["normed"], views[prefix + "attn.qkv.weight"], None,
                                     grad_qkv, "identity", grad_normed,
