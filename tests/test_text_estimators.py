@@ -236,6 +236,46 @@ def test_save_load_keeps_ngram_and_bucket_parameters(tmp_path):
     np.testing.assert_array_equal(again.predict_proba(docs), clf.predict_proba(docs))
 
 
+def test_char_ngram_range_reaches_the_vectorizer_explain_and_persistence(tmp_path):
+    import skattention
+    from skattention.text._vectorizer import CHAR_NGRAM_MARK
+
+    assert TextAttentionClassifier().char_ngram_range is None
+    assert TextAttentionRegressor().char_ngram_range is None
+    clf = TextAttentionClassifier(**FAST, char_ngram_range=(3, 4), max_len=64)
+    assert clf.get_params()["char_ngram_range"] == (3, 4)
+    clf.fit(NEGATION_DOCS, NEGATION_LABELS)
+    assert clf.vectorizer_.char_ngram_range == (3, 4)
+    assert CHAR_NGRAM_MARK + "<no" in clf.vectorizer_.vocabulary_
+    assert clf._config.n_inputs == clf.vectorizer_.n_vocabulary_
+    assert clf.score(["not good", "very good"], [0, 1]) == 1.0
+    tokens = [token for token, _ in clf.explain(["not good"])[0]]
+    assert tokens == ["<start>", "not", "good", "not good", "<no", "not", "ot>", "<go", "goo",
+                      "ood", "od>", "<not", "not>", "<goo", "good", "ood>"]
+    assert "<no" in clf.token_importances_.index
+    docs = ["not good at all", "very fine film", ""]
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(docs), clf.predict_proba(docs))
+    path = tmp_path / "model.skat"
+    skattention.save(clf, path)
+    loaded = skattention.load(path)
+    assert loaded.get_params()["char_ngram_range"] == (3, 4)
+    assert loaded.vectorizer_.vocabulary_ == clf.vectorizer_.vocabulary_
+    np.testing.assert_array_equal(loaded.predict_proba(docs), clf.predict_proba(docs))
+    clf.set_params(char_ngram_range=None).fit(NEGATION_DOCS, NEGATION_LABELS)
+    assert not any(k.startswith(CHAR_NGRAM_MARK) for k in clf.vectorizer_.vocabulary_)
+    with pytest.raises(ValueError, match="char_ngram_range must be None or a tuple"):
+        TextAttentionClassifier(**FAST, char_ngram_range=(0, 3)).fit(DOCS, LABELS)
+    with pytest.raises(ValueError, match="The 'char_ngram_range' parameter"):
+        TextAttentionRegressor(**FAST, char_ngram_range=[3, 4]).fit(DOCS, LABELS)
+    grid = GridSearchCV(TextAttentionClassifier(**FAST, max_len=64),
+                        {"char_ngram_range": [None, (3, 5)]}, cv=2,
+                        error_score="raise").fit(NEGATION_DOCS, NEGATION_LABELS)
+    assert grid.best_estimator_.vectorizer_.char_ngram_range in [None, (3, 5)]
+    reg = TextAttentionRegressor(**FAST, char_ngram_range=(2, 3)).fit(DOCS, LABELS * 1.0)
+    assert CHAR_NGRAM_MARK + "<g" in reg.vectorizer_.vocabulary_
+
+
 def test_store_attention_weights_false_leaves_out_the_training_attention():
     stored = TextAttentionClassifier(**FAST).fit(DOCS, LABELS)
     clf = TextAttentionClassifier(**FAST, store_attention_weights=False).fit(DOCS, LABELS)

@@ -29,6 +29,7 @@ from sklearn.utils.estimator_checks import (
 from sklearn.exceptions import NotFittedError
 
 from skattention.text import PAD_ID, START_ID, UNK_ID, TextSequenceVectorizer
+from skattention.text._vectorizer import CHAR_NGRAM_MARK
 
 DOCS = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "birds fly"]
 
@@ -501,3 +502,129 @@ def test_fast_and_token_tracking_encodings_agree(docs, min_n, extra, n_buckets, 
         ids = vec.transform(docs)
         tracked, _ = vec.transform_with_tokens(docs)
     np.testing.assert_array_equal(ids, tracked)
+
+
+# ------------------------------------------------------ character n-grams
+
+def _mark(*grams):
+    return [CHAR_NGRAM_MARK + g for g in grams]
+
+
+def test_char_ngram_terms_of_a_small_example():
+    vec = _fit(["good", "not good"], char_ngram_range=(3, 4))
+    good_3, good_4 = ["<go", "goo", "ood", "od>"], ["<goo", "good", "ood>"]
+    not_3, not_4 = ["<no", "not", "ot>"], ["<not", "not>"]
+    # "good" and its n-grams occur twice, "not" and its once; ties are broken
+    # by code point of the key, and the mark of character n-gram keys sorts first.
+    assert list(vec.vocabulary_) == [
+        *_mark(*sorted(good_3 + good_4)), "good", *_mark(*sorted(not_3 + not_4)), "not"]
+    ids, tokens = vec.transform_with_tokens(["not good", "good film"])
+    # Words, then every word's 3-grams in reading order, then the 4-grams;
+    # each character n-gram shown as itself.
+    assert tokens[0] == ["<start>", "not", "good", *not_3, *good_3, *not_4, *good_4]
+    # Unknown character n-grams are left out, an unknown word stays UNK.
+    assert tokens[1] == ["<start>", "good", "film", *good_3, *good_4]
+    v = vec.vocabulary_
+    assert ids[0].tolist() == [START_ID, v["not"], v["good"],
+                               *(v[k] for k in _mark(*not_3, *good_3, *not_4, *good_4))]
+    assert ids[1, :3].tolist() == [START_ID, v["good"], UNK_ID]
+    assert vec.inverse_transform(ids) == [tokens[0], [*tokens[1][:2], "<unk>", *tokens[1][3:]]]
+    # The character n-gram "not" is not the word "not"; short words are
+    # bracketed whole, and the brackets alone are never 1-grams.
+    assert v[CHAR_NGRAM_MARK + "not"] != v["not"]
+    assert list(_fit(["a"], char_ngram_range=(1, 3)).vocabulary_) == \
+        [*_mark("<a", "<a>", "a", "a>"), "a"]
+
+
+def test_char_ngrams_follow_word_ngrams_and_off_by_default():
+    assert TextSequenceVectorizer().char_ngram_range is None
+    assert all(not k.startswith(CHAR_NGRAM_MARK) for k in _fit(DOCS).vocabulary_)
+    vec = _fit(["ab cd"], ngram_range=(1, 2), char_ngram_range=(4, 4))
+    assert vec.transform_with_tokens(["ab cd"])[1] == \
+        [["<start>", "ab", "cd", "ab cd", "<ab>", "<cd>"]]
+
+
+def test_char_ngrams_obey_the_vocabulary_limits():
+    docs = ["cat", "cats", "cart", "dog"]
+    # Document counts: "<c", "<ca", "ca" 3; "at", "t>", "cat" 2 ("at>", "<cat>" 1 ...);
+    # every word 1.
+    grams = {k[1:] for k in _fit(docs, char_ngram_range=(2, 3), min_df=2).vocabulary_}
+    assert grams == {"<c", "<ca", "ca", "at", "t>", "cat"}
+    assert all(k.startswith(CHAR_NGRAM_MARK)
+               for k in _fit(docs, char_ngram_range=(2, 3), min_df=2).vocabulary_)
+    at_most_2 = _fit(docs, char_ngram_range=(2, 3), max_df=2).vocabulary_
+    assert "cat" in at_most_2 and not set(_mark("<c", "<ca", "ca")) & set(at_most_2)
+    # max_features ranks words and character n-grams together (count, then code point).
+    assert list(_fit(docs, char_ngram_range=(2, 3), max_features=4).vocabulary_) == \
+        _mark("<c", "<ca", "ca", "at")
+    # Unknown character n-grams are hashed (by their key) when n_buckets is set.
+    vec = _fit(docs, char_ngram_range=(2, 3), min_df=2, n_buckets=5)
+    ids, tokens = vec.transform_with_tokens(["cow"])
+    assert tokens == [["<start>", "cow", "<c", "co", "ow", "w>", "<co", "cow", "ow>"]]
+    offset = vec.n_vocabulary_ - 5
+    v = vec.vocabulary_
+    buckets = [offset + zlib.crc32((CHAR_NGRAM_MARK + t).encode()) % 5
+               for t in ["co", "ow", "w>", "<co", "cow", "ow>"]]
+    assert ids[0].tolist() == [START_ID, offset + zlib.crc32(b"cow") % 5,
+                               v[CHAR_NGRAM_MARK + "<c"], *buckets[:3], *buckets[3:]]
+
+
+def test_char_ngram_truncation_keeps_the_terms_of_a_word_prefix():
+    vec = _fit(["ab cd ef"], char_ngram_range=(3, 3), max_len=8)
+    v = vec.vocabulary_
+    # Each word is one position and two 3-grams: 2 words fit in 7 positions, 3 need 9.
+    with pytest.warns(UserWarning, match=r"1 of 1 documents had more than max_len=8 .*"
+                      r"longest prefix of words whose terms"):
+        ids = vec.transform(["ab cd ef"])
+    assert ids.tolist() == [[START_ID, v["ab"], v["cd"],
+                             *(v[k] for k in _mark("<ab", "ab>", "<cd", "cd>"))]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vec.transform(["ab cd"]).tolist() == ids.tolist()
+    with pytest.warns(UserWarning, match="1 of 1 documents"):
+        assert vec.transform_with_tokens(["ab cd ef"])[0].tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize("char_ngram_range", [(0, 2), (3, 2), (3,), (3.0, 5), (True, 3),
+                                              (3, 4, 5)])
+def test_bad_char_ngram_range(char_ngram_range):
+    with pytest.raises(ValueError, match="char_ngram_range must be None or a tuple"):
+        TextSequenceVectorizer(char_ngram_range=char_ngram_range).fit(DOCS)
+    with pytest.raises(ValueError, match="The 'char_ngram_range' parameter"):
+        TextSequenceVectorizer(char_ngram_range=[3, 5]).fit(DOCS)
+
+
+def test_char_ngram_pickle_params_and_fit_transform():
+    vec = _fit(char_ngram_range=(2, 4), ngram_range=(1, 2), min_df=2, n_buckets=3)
+    assert vec.get_params()["char_ngram_range"] == (2, 4)
+    again = pickle.loads(pickle.dumps(vec))
+    assert again.get_params() == vec.get_params() and again.vocabulary_ == vec.vocabulary_
+    np.testing.assert_array_equal(again.transform(DOCS), vec.transform(DOCS))
+    np.testing.assert_array_equal(clone(vec).fit_transform(DOCS), vec.transform(DOCS))
+    assert clone(vec).set_params(char_ngram_range=None).fit(DOCS).vocabulary_ == \
+        _fit(ngram_range=(1, 2), min_df=2).vocabulary_
+
+
+@pytest.mark.parametrize("check", [
+    check_estimator_cloneable, check_get_params_invariance, check_set_params,
+], ids=lambda c: c.__name__)
+def test_sklearn_checks_with_char_ngrams(check):
+    check("TextSequenceVectorizer", TextSequenceVectorizer(char_ngram_range=(3, 5)))
+
+
+@given(st.lists(st.text(alphabet="ab cd", max_size=30), min_size=1, max_size=6),
+       st.integers(1, 3), st.integers(0, 2), st.integers(0, 5), st.sampled_from([None, 9]),
+       st.booleans())
+def test_fuzz_char_ngrams(docs, min_c, extra, n_buckets, max_len, start):
+    """Fast and token-tracking encodings agree; tokens match ids; training terms known."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        vec = TextSequenceVectorizer(char_ngram_range=(min_c, min_c + extra),
+                                     ngram_range=(1, 2), n_buckets=n_buckets,
+                                     max_len=max_len, add_start_token=start).fit(docs)
+        ids = vec.transform(docs)
+        tracked, tokens = vec.transform_with_tokens(docs)
+    np.testing.assert_array_equal(ids, tracked)
+    assert [len(t) for t in tokens] == (ids != PAD_ID).sum(axis=1).tolist()
+    assert ids.max() < vec.n_vocabulary_ - n_buckets
+    assert vec.inverse_transform(ids) == tokens

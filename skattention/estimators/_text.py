@@ -17,8 +17,8 @@ from ._regressor import AttentionRegressor
 
 __all__ = ["TextAttentionClassifier", "TextAttentionRegressor", "TextExplanation"]
 
-_VECTORIZER_PARAMS = ("lowercase", "token_pattern", "ngram_range", "min_df", "max_df",
-                      "max_features", "n_buckets", "max_len")
+_VECTORIZER_PARAMS = ("lowercase", "token_pattern", "ngram_range", "char_ngram_range",
+                      "min_df", "max_df", "max_features", "n_buckets", "max_len")
 
 
 class TextExplanation:
@@ -231,9 +231,11 @@ class TextAttentionClassifier(_TextInputMixin, AttentionClassifier):
 
     Parameters
     ----------
-    lowercase, token_pattern, ngram_range, min_df, max_df, max_features, n_buckets, \
-max_len :
-        Passed to :class:`~skattention.text.TextSequenceVectorizer`.
+    lowercase, token_pattern, ngram_range, char_ngram_range, min_df, max_df, \
+max_features, n_buckets, max_len :
+        Passed to :class:`~skattention.text.TextSequenceVectorizer`
+        (``char_ngram_range``, default None: fastText-style character n-grams
+        of every word as further tokens; raise ``max_len`` with them).
     n_layers : int, default=0
     positional : {"sinusoidal", "learned", "none"}, default="none"
     solver : {"adam", "adamw", "sgd"}, default="adamw"
@@ -265,12 +267,13 @@ max_len :
                    Interval(numbers.Real, 0, 1, closed="both")],
         "max_features": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "ngram_range": [tuple],
+        "char_ngram_range": [tuple, None],
         "n_buckets": [Interval(numbers.Integral, 0, None, closed="left")],
         "max_len": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     def __init__(self, *, lowercase=True, token_pattern=DEFAULT_TOKEN_PATTERN,
-                 ngram_range=(1, 2),
+                 ngram_range=(1, 2), char_ngram_range=None,
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256, d_model=64,
                  n_heads=4, n_layers=0, d_ff=None, attention_score="scaled_dot",
                  positional="none", pooling="attention", dropout=0.0, solver="adamw",
@@ -314,6 +317,7 @@ max_len :
         self.max_df = max_df
         self.max_features = max_features
         self.ngram_range = ngram_range
+        self.char_ngram_range = char_ngram_range
         self.n_buckets = n_buckets
         self.max_len = max_len
 
@@ -345,9 +349,11 @@ class TextAttentionRegressor(_TextInputMixin, AttentionRegressor):
 
     Parameters
     ----------
-    lowercase, token_pattern, ngram_range, min_df, max_df, max_features, n_buckets, \
-max_len :
-        Passed to :class:`~skattention.text.TextSequenceVectorizer`.
+    lowercase, token_pattern, ngram_range, char_ngram_range, min_df, max_df, \
+max_features, n_buckets, max_len :
+        Passed to :class:`~skattention.text.TextSequenceVectorizer`
+        (``char_ngram_range``, default None: fastText-style character n-grams
+        of every word as further tokens; raise ``max_len`` with them).
     n_layers : int, default=0
     positional : {"sinusoidal", "learned", "none"}, default="none"
     solver : {"adam", "adamw", "sgd"}, default="adamw"
@@ -372,7 +378,7 @@ max_len :
     }
 
     def __init__(self, *, lowercase=True, token_pattern=DEFAULT_TOKEN_PATTERN,
-                 ngram_range=(1, 2),
+                 ngram_range=(1, 2), char_ngram_range=None,
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256, d_model=64,
                  n_heads=4, n_layers=0, d_ff=None, attention_score="scaled_dot",
                  positional="none", pooling="attention", dropout=0.0, solver="adamw",
@@ -415,6 +421,7 @@ max_len :
         self.max_df = max_df
         self.max_features = max_features
         self.ngram_range = ngram_range
+        self.char_ngram_range = char_ngram_range
         self.n_buckets = n_buckets
         self.max_len = max_len
 

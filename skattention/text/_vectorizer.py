@@ -28,6 +28,10 @@ START_TOKEN = "<start>"
 _N_SPECIAL = 3
 #: Documents tokenised and encoded together by ``transform``.
 ENCODE_CHUNK = 8192
+#: Prefix of the ``vocabulary_`` keys of character n-grams: keeps the n-gram
+#: "her" of "<where>" apart from the word "her", as fastText keeps subwords
+#: apart from words. Never shown: token texts are the n-grams themselves.
+CHAR_NGRAM_MARK = "\x00"
 
 
 def _stack_padded(parts):
@@ -60,6 +64,30 @@ def _ngrams(tokens, n):
     return [" ".join(tokens[i: i + n]) for i in range(len(tokens) - n + 1)]
 
 
+def _char_ngrams(word, min_c, max_c):
+    """Vocabulary keys of the character n-grams of ``"<" + word + ">"``.
+
+    Order: every ``min_c``-gram left to right, then every ``min_c + 1``-gram,
+    and so on; each key is the n-gram prefixed by ``CHAR_NGRAM_MARK``. As in
+    fastText, the boundary markers alone (the 1-grams ``"<"`` and ``">"``)
+    are not n-grams.
+    """
+    padded = f"<{word}>"
+    size = len(padded)
+    grams = []
+    for n in range(min_c, max_c + 1):
+        if n == 1:
+            grams.extend(CHAR_NGRAM_MARK + c for c in word)
+        else:
+            grams.extend(CHAR_NGRAM_MARK + padded[i: i + n] for i in range(size - n + 1))
+    return grams
+
+
+def _term_text(term):
+    """A term as shown to users: a character n-gram without its key prefix."""
+    return term[1:] if term.startswith(CHAR_NGRAM_MARK) else term
+
+
 def _bucket(term, n_buckets):
     """Stable hash bucket of a term in ``[0, n_buckets)``.
 
@@ -79,9 +107,11 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     rules, but each document becomes a row of word ids in reading order rather
     than a row of counts, ready for an attention model. Word n-grams
     (``ngram_range``) are appended to the words as extra positions with ids
-    of their own, so that a model can attend to "not good" as one token, and
-    terms outside the vocabulary can share hashed embedding rows
-    (``n_buckets``), as in fastText.
+    of their own, so that a model can attend to "not good" as one token;
+    fastText-style character n-grams of every word (``char_ngram_range``)
+    can be appended as further positions, so that unseen or rare forms
+    ("unwatchable") share evidence with known ones; and terms outside the
+    vocabulary can share hashed embedding rows (``n_buckets``), as in fastText.
 
     Parameters
     ----------
@@ -104,6 +134,21 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         in reading order, then the ``min_n + 1``-grams, and so on: ``(1, 2)``
         encodes "not very good" as ``not, very, good, not very, very good``.
         The vocabulary limits below apply to all terms together.
+    char_ngram_range : tuple (min_c, max_c) or None, default=None
+        If set, every word ``w`` also contributes the character n-grams of
+        ``"<" + w + ">"`` with ``min_c <= n <= max_c`` as terms (fastText's
+        subwords; the markers tell prefixes and suffixes from inner n-grams,
+        and the markers alone are never 1-grams). They follow the word
+        n-grams in the row: every word's ``min_c``-grams in reading order,
+        then the ``min_c + 1``-grams, and so on, so ``(3, 4)`` appends
+        ``<go, goo, ood, od>, <goo, good, ood>`` for "good". They count
+        towards ``min_df``/``max_df``/``max_features`` like every other term,
+        unknown ones are left out of the row (or hashed, with ``n_buckets``),
+        and they are separate from words: the n-gram "her" of "where" does
+        not share an id with the word "her" (in ``vocabulary_`` its key is
+        the n-gram prefixed by ``"\\x00"``, ``CHAR_NGRAM_MARK``). Rows grow
+        several-fold (about ``3 * len(w)`` positions per word for ``(3, 5)``),
+        so raise ``max_len`` with them. None (the default) adds none.
     min_df : float in [0.0, 1.0] or int, default=1
         Ignore words that occur in fewer documents than this: an int is a
         count of documents, a float a proportion of the training documents.
@@ -125,7 +170,8 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     max_len : int, default=256
         Longest sequence returned, counting the start token and the n-gram
         positions. Longer documents keep their longest prefix of words whose
-        positions (words and n-grams within the prefix) fit; each
+        positions (words, word n-grams within the prefix and the words'
+        character n-grams) fit; each
         :meth:`transform` call that cuts any document emits one
         ``UserWarning`` saying how many were cut. None never truncates. The
         vocabulary is always built from whole documents.
@@ -137,8 +183,8 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     Attributes
     ----------
     vocabulary_ : dict of str to int
-        Term (word or space-joined n-gram) to id (ids from 3, most frequent
-        term first).
+        Term (word, space-joined n-gram, or ``CHAR_NGRAM_MARK`` + character
+        n-gram) to id (ids from 3, most frequent term first).
     n_vocabulary_ : int
         Number of ids, special ones and hash buckets included:
         ``3 + len(vocabulary_) + n_buckets``; the size of an embedding table
@@ -196,18 +242,20 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
                    Interval(numbers.Integral, 1, None, closed="left")],
         "max_features": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "ngram_range": [tuple],
+        "char_ngram_range": [tuple, None],
         "n_buckets": [Interval(numbers.Integral, 0, None, closed="left")],
         "max_len": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "add_start_token": ["boolean"],
     }
 
     def __init__(self, *, lowercase=True, token_pattern=DEFAULT_TOKEN_PATTERN,
-                 ngram_range=(1, 1),
+                 ngram_range=(1, 1), char_ngram_range=None,
                  min_df=1, max_df=1.0, max_features=None, n_buckets=0, max_len=256,
                  add_start_token=True):
         self.lowercase = lowercase
         self.token_pattern = token_pattern
         self.ngram_range = ngram_range
+        self.char_ngram_range = char_ngram_range
         self.min_df = min_df
         self.max_df = max_df
         self.max_features = max_features
@@ -254,6 +302,7 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     def _tokenize_all(self, X):
         self._check_ngram_range()
+        self._check_char_ngram_range()
         tokenize = self._tokenizer()
         return [tokenize(doc) for doc in check_documents(X)]
 
@@ -267,13 +316,50 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
                              f"1 <= min_n <= max_n; got {ngram_range!r}.")
         return int(ngram_range[0]), int(ngram_range[1])
 
-    def _terms(self, tokens):
+    def _check_char_ngram_range(self):
+        """``(min_c, max_c)`` as ints, or None when character n-grams are off."""
+        char_range = self.char_ngram_range
+        if char_range is None:
+            return None
+        if (len(char_range) != 2
+                or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool)
+                           for n in char_range)
+                or not 1 <= char_range[0] <= char_range[1]):
+            raise ValueError(f"char_ngram_range must be None or a tuple (min_c, max_c) of "
+                             f"ints with 1 <= min_c <= max_c; got {char_range!r}.")
+        return int(char_range[0]), int(char_range[1])
+
+    def _char_terms(self, tokens, char_range, cache):
+        """Character n-gram keys of every word, as :meth:`_encode` orders them.
+
+        Returns
+        -------
+        terms : list of (int, str)
+            ``(index of the word, key)`` pairs; ``cache`` maps a word to its
+            keys by n-gram size (``_char_ngrams`` of one size at a time).
+        """
+        min_c, max_c = char_range
+        per_size = []
+        for word in tokens:
+            grams = cache.get(word)
+            if grams is None:
+                grams = cache[word] = [_char_ngrams(word, n, n)
+                                       for n in range(min_c, max_c + 1)]
+            per_size.append(grams)
+        return [(i, key) for k in range(max_c - min_c + 1)
+                for i, grams in enumerate(per_size) for key in grams[k]]
+
+    def _terms(self, tokens, char_range=None, cache=None):
         """Every term of one tokenised document, n-gram by n-gram."""
         min_n, max_n = self._check_ngram_range()
         if min_n == max_n == 1:
-            return tokens
-        return list(itertools.chain.from_iterable(_ngrams(tokens, n)
-                                                  for n in range(min_n, max_n + 1)))
+            terms = tokens
+        else:
+            terms = list(itertools.chain.from_iterable(_ngrams(tokens, n)
+                                                       for n in range(min_n, max_n + 1)))
+        if char_range is not None:
+            terms = terms + [key for _, key in self._char_terms(tokens, char_range, cache)]
+        return terms
 
     # ------------------------------------------------------------- vocabulary
 
@@ -292,8 +378,10 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         prune = min_doc_count > 1 or max_doc_count < n_docs
         term_counts = Counter()
         doc_counts = Counter()
+        char_range = self._check_char_ngram_range()
+        cache = {}
         for tokens in tokenized:
-            terms = self._terms(tokens)
+            terms = self._terms(tokens, char_range, cache)
             term_counts.update(terms)
             if prune:
                 doc_counts.update(set(terms))
@@ -354,6 +442,8 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     def _encode(self, tokenized, want_tokens):
         min_n, max_n = self._check_ngram_range()
+        char_range = self._check_char_ngram_range()
+        char_cache = {}
         get = self.vocabulary_.get
         n_buckets = self.n_buckets
         bucket_offset = self.n_vocabulary_ - n_buckets
@@ -365,6 +455,9 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 # Fast path (most documents): ids straight from the terms,
                 # without the per-term bookkeeping that truncation needs.
                 row = self._row_ids(tokens, min_n, max_n, get, bucket_offset)
+                if char_range is not None:
+                    row.extend(self._char_ids(
+                        self._char_terms(tokens, char_range, char_cache), get, bucket_offset))
                 if limit is None or len(row) <= limit:
                     if start:
                         row.insert(0, START_ID)
@@ -386,6 +479,14 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
                         else:
                             continue
                     terms.append((end, j, term))
+            if char_range is not None:
+                for end, key in self._char_terms(tokens, char_range, char_cache):
+                    j = get(key)
+                    if j is None:
+                        if not n_buckets:
+                            continue
+                        j = bucket_offset + _bucket(key, n_buckets)
+                    terms.append((end, j, key[1:]))
             if limit is not None and len(terms) > limit:
                 # Keep the longest prefix of words whose terms all fit, so
                 # that a cut document is encoded as its prefix would be.
@@ -436,11 +537,21 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 row.extend([j for j in map(get, terms) if j is not None])
         return row
 
+    def _char_ids(self, char_terms, get, bucket_offset):
+        """Ids of the character n-grams from :meth:`_char_terms`: unknown ones
+        skipped, or hashed (by their key) when ``n_buckets`` is set."""
+        n_buckets = self.n_buckets
+        keys = [key for _, key in char_terms]
+        if n_buckets:
+            return [j if j is not None else bucket_offset + _bucket(key, n_buckets)
+                    for j, key in zip(map(get, keys), keys)]
+        return [j for j in map(get, keys) if j is not None]
+
     def _warn_truncated(self, n_cut, n_docs):
         if n_cut:
             kept = self.max_len - int(self.add_start_token)
             plus = " (plus the start token)" if self.add_start_token else ""
-            if tuple(self.ngram_range) == (1, 1):
+            if tuple(self.ngram_range) == (1, 1) and self.char_ngram_range is None:
                 what = f"their first {kept} tokens{plus}."
             else:
                 what = (f"the longest prefix of words whose terms (words and n-grams) fit in "
@@ -479,11 +590,11 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         tokens : list of list of str
             ``tokens[i][j]`` is the text at ``ids[i, j]`` for every real
             position (``len(tokens[i]) == (ids[i] != 0).sum()``): ``"<start>"``
-            for the start token, and the term (word, or n-gram with its words
-            joined by one space) as written after lower-casing for every
-            other position, unknown and hashed terms included (unlike
-            :meth:`inverse_transform`, which shows them as ``"<unk>"`` or
-            ``"<bucket b>"``).
+            for the start token, and the term (word, n-gram with its words
+            joined by one space, or character n-gram such as ``"<go"``) as
+            written after lower-casing for every other position, unknown
+            and hashed terms included (unlike :meth:`inverse_transform`,
+            which shows them as ``"<unk>"`` or ``"<bucket b>"``).
         """
         return self._transform(X, want_tokens=True)
 
@@ -491,6 +602,7 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         check_is_fitted(self, "vocabulary_")
         self._validate_params()
         self._check_ngram_range()
+        self._check_char_ngram_range()
         docs = check_documents(X)
         tokenize = self._tokenizer()
         # Tokens as Python objects take ~1 KB per short document, ten times
@@ -556,5 +668,5 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         """
         tokens = [PAD_TOKEN, UNK_TOKEN, START_TOKEN] + [UNK_TOKEN] * len(self.vocabulary_)
         for term, j in self.vocabulary_.items():
-            tokens[j] = term
+            tokens[j] = _term_text(term)
         return tokens
