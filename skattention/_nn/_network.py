@@ -317,6 +317,7 @@ class AttentionNetwork:
             rows = slots = None
         else:
             host_rows = packing[0]
+            host_steps = host_rows % length  # each packed row's position in its sequence
             inputs = inputs[host_rows]
             rows, slots = (backend.asarray(a, np.int64) for a in packing)
         n_rows = n_tokens if rows is None else rows.shape[0]
@@ -339,7 +340,7 @@ class AttentionNetwork:
         elif positions is not None and rows is not None:
             # Packed tokens take their position rows in the lookup's pass.
             backend.embedding_forward(inputs, views["embed.table"], stream, positions,
-                                      host_rows % length)
+                                      host_steps)
             positions = None
         else:
             backend.embedding_forward(inputs, views["embed.table"], stream)
@@ -347,7 +348,7 @@ class AttentionNetwork:
             backend.add_rows(stream.reshape(batch, length, d), positions)
         elif positions is not None:
             position_rows = backend.empty((n_rows, d), dtype)
-            backend.gather_rows(positions, backend.asarray(host_rows % length, np.int64),
+            backend.gather_rows(positions, backend.asarray(host_steps, np.int64),
                                 position_rows)
             backend.add_(stream, position_rows)
         self._dropout(stream, training, random_state, keep, drops)
@@ -408,7 +409,7 @@ class AttentionNetwork:
         # Pooling over the real steps.
         if packed_pooling:
             context, pool_weights, pool_saved = packed_pool_forward(
-                backend, score, states, offsets, backend.asarray(host_rows % length, np.int64),
+                backend, score, states, offsets, backend.asarray(host_steps, np.int64),
                 views["pool.query"], length,
                 _score_views(views, "pool.score.", score, config.head_dim), keep)
             pooled = context.reshape(batch, d)
