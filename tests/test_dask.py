@@ -50,7 +50,7 @@ from skattention import AttentionClassifier, TextAttentionClassifier  # noqa: E4
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 N_WORKERS = 2
-SMALL = dict(d_model=8, max_iter=5, random_state=0)
+SMALL = dict(d_model=8, max_iter=5, random_state=0, n_jobs=1)
 GRID = {"n_heads": [1, 2], "attention_score": ["scaled_dot", "general"]}
 
 
