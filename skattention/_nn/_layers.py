@@ -332,6 +332,25 @@ def self_attention_backward(backend, score, saved, mask, score_params, grad_cont
 # ------------------------------------------------------------------ pooling
 
 
+def _pooling_query(backend, score, query, score_params):
+    """The query the pooling kernels read: ``query W`` for "general", else ``query``."""
+    return _project(backend, query, score_params["W"]) if score == "general" else query
+
+
+def _pooling_query_grad(backend, score, pool_query, grad_query):
+    """Where the pooling kernels write the query gradient (scratch for "general")."""
+    return backend.empty(pool_query.shape, pool_query.dtype) if score == "general" \
+        else grad_query
+
+
+def _pooling_query_backward(backend, score, query, score_params, grad_pool_query, grad_query,
+                            grad_score_params):
+    """For "general", carry the gradient of ``query W`` back to ``query`` and ``W``."""
+    if score == "general":
+        _project_backward(backend, query, score_params["W"], grad_pool_query,
+                          grad_score_params["W"], out=grad_query)
+
+
 def packed_pool_forward(backend, score, states, offsets, steps, query, length, score_params,
                         keep=False):
     """Attention pooling over packed rows (dot-family scores).
@@ -364,7 +383,7 @@ def packed_pool_forward(backend, score, states, offsets, steps, query, length, s
     n_heads, head_dim = query.shape
     batch = offsets.shape[0] - 1
     dtype = states.dtype
-    pool_query = _project(backend, query, score_params["W"]) if score == "general" else query
+    pool_query = _pooling_query(backend, score, query, score_params)
     context = backend.empty((batch, n_heads, head_dim), dtype)
     weights = backend.empty((batch, n_heads, length), dtype)
     backend.packed_pooling_forward(states, offsets, steps, pool_query, _scale(score, head_dim),
@@ -399,14 +418,12 @@ def packed_pool_backward(backend, score, saved, query, score_params, grad_contex
     states, pool_query = saved["states"], saved["pool_query"]
     head_dim = query.shape[1]
     grad_states = backend.empty(states.shape, states.dtype)
-    grad_pool_query = backend.empty(pool_query.shape, states.dtype) if score == "general" \
-        else grad_query
+    grad_pool_query = _pooling_query_grad(backend, score, pool_query, grad_query)
     backend.packed_pooling_backward(states, saved["offsets"], saved["steps"], pool_query,
                                     _scale(score, head_dim), saved["weights"], grad_context,
                                     grad_states, grad_pool_query)
-    if score == "general":
-        _project_backward(backend, query, score_params["W"], grad_pool_query,
-                          grad_score_params["W"], out=grad_query)
+    _pooling_query_backward(backend, score, query, score_params, grad_pool_query, grad_query,
+                            grad_score_params)
     return grad_states
 
 
@@ -452,7 +469,7 @@ def attention_pool_forward(backend, score, states, query, mask, score_params, ke
                      weights=weights) if keep else None
         return (context.reshape(batch, n_heads, head_dim),
                 weights.reshape(batch, n_heads, length), saved)
-    pool_query = _project(backend, query, score_params["W"]) if score == "general" else query
+    pool_query = _pooling_query(backend, score, query, score_params)
     context = backend.empty((batch, n_heads, head_dim), dtype)
     weights = backend.empty((batch, n_heads, length), dtype)
     backend.attention_pooling_forward(states, states, pool_query, mask,
@@ -507,16 +524,12 @@ def attention_pool_backward(backend, score, saved, query, mask, score_params, gr
     else:
         pool_query = saved["pool_query"]
         grad_keys = backend.empty(states.shape, dtype)
-        if score == "general":
-            grad_pool_query = backend.empty(pool_query.shape, dtype)
-        else:
-            grad_pool_query = grad_query
+        grad_pool_query = _pooling_query_grad(backend, score, pool_query, grad_query)
         backend.attention_pooling_backward(states, states, pool_query, mask,
                                            _scale(score, head_dim), saved["weights"],
                                            grad_context, grad_keys, grad_values, grad_pool_query)
-        if score == "general":
-            _project_backward(backend, query, score_params["W"], grad_pool_query,
-                              grad_score_params["W"], out=grad_query)
+        _pooling_query_backward(backend, score, query, score_params, grad_pool_query,
+                                grad_query, grad_score_params)
     backend.add_(grad_keys, grad_values)
     return grad_keys
 

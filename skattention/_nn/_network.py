@@ -319,7 +319,8 @@ class AttentionNetwork:
             host_rows = packing[0]
             host_steps = host_rows % length  # each packed row's position in its sequence
             inputs = inputs[host_rows]
-            rows, slots = (backend.asarray(a, np.int64) for a in packing)
+            rows, slots, steps = (backend.asarray(a, np.int64)
+                                  for a in (*packing, host_steps))
         n_rows = n_tokens if rows is None else rows.shape[0]
         inputs = backend.asarray(inputs, dtype if config.input_kind == "values" else np.int64)
         # Dot-family attention and pooling read the packed rows in place (no
@@ -348,8 +349,7 @@ class AttentionNetwork:
             backend.add_rows(stream.reshape(batch, length, d), positions)
         elif positions is not None:
             position_rows = backend.empty((n_rows, d), dtype)
-            backend.gather_rows(positions, backend.asarray(host_steps, np.int64),
-                                position_rows)
+            backend.gather_rows(positions, steps, position_rows)
             backend.add_(stream, position_rows)
         self._dropout(stream, training, random_state, keep, drops)
 
@@ -409,8 +409,7 @@ class AttentionNetwork:
         # Pooling over the real steps.
         if packed_pooling:
             context, pool_weights, pool_saved = packed_pool_forward(
-                backend, score, states, offsets, backend.asarray(host_steps, np.int64),
-                views["pool.query"], length,
+                backend, score, states, offsets, steps, views["pool.query"], length,
                 _score_views(views, "pool.score.", score, config.head_dim), keep)
             pooled = context.reshape(batch, d)
         elif config.pooling == "attention":
