@@ -628,3 +628,33 @@ def test_fuzz_char_ngrams(docs, min_c, extra, n_buckets, max_len, start):
     assert [len(t) for t in tokens] == (ids != PAD_ID).sum(axis=1).tolist()
     assert ids.max() < vec.n_vocabulary_ - n_buckets
     assert vec.inverse_transform(ids) == tokens
+
+
+@pytest.mark.parametrize("params", [
+    dict(ngram_range=(1, 2), max_len=9),
+    dict(ngram_range=(1, 3), max_len=12, add_start_token=False),
+    dict(ngram_range=(2, 3), max_len=7),
+    dict(ngram_range=(1, 2), n_buckets=7, max_len=10),
+    dict(char_ngram_range=(2, 3), max_len=15),
+    dict(ngram_range=(1, 2), char_ngram_range=(3, 4), n_buckets=5, max_len=20),
+    dict(ngram_range=(1, 1), max_len=5, min_df=2),
+])
+def test_transform_truncates_as_the_term_by_term_path(params):
+    # transform() cuts long documents with whole-array arithmetic;
+    # transform_with_tokens() walks every term: both must keep the same ids.
+    rng = np.random.default_rng(0)
+    words = ["w%d" % i for i in range(12)]
+    train = [" ".join(rng.choice(words, size=rng.integers(0, 14))) for _ in range(40)]
+    test = [" ".join(rng.choice(words + ["unseen", "other"], size=rng.integers(0, 20)))
+            for _ in range(60)]
+    vec = _fit(train, **params)
+    with warnings.catch_warnings(record=True) as fast_warnings:
+        warnings.simplefilter("always")
+        ids = vec.transform(test)
+    with warnings.catch_warnings(record=True) as term_warnings:
+        warnings.simplefilter("always")
+        term_ids, tokens = vec.transform_with_tokens(test)
+    np.testing.assert_array_equal(ids, term_ids)
+    assert [str(w.message) for w in fast_warnings] == [str(w.message) for w in term_warnings]
+    assert len(fast_warnings) == 1  # some documents were cut
+    assert [len(t) for t in tokens] == (ids != PAD_ID).sum(axis=1).tolist()

@@ -389,7 +389,11 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
             words = [w for w, c in doc_counts.items() if min_doc_count <= c <= max_doc_count]
         else:
             words = list(term_counts)
-        words.sort(key=lambda w: (-term_counts[w], w))
+        # Most frequent first, ties alphabetical: a stable sort by count
+        # (reverse keeps the order of ties) after the C-level string sort,
+        # several times faster than one sort on (-count, word) tuples.
+        words.sort()
+        words.sort(key=term_counts.__getitem__, reverse=True)
         if self.max_features is not None:
             words = words[:self.max_features]
         if not words:
@@ -397,7 +401,7 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
             warnings.warn("The vocabulary is empty (no token found, or all pruned by "
                           f"min_df/max_df): every word will be encoded as {fate}.",
                           UserWarning, stacklevel=4)
-        self.vocabulary_ = {w: i for i, w in enumerate(words, start=_N_SPECIAL)}
+        self.vocabulary_ = dict(zip(words, range(_N_SPECIAL, _N_SPECIAL + len(words))))
         self.n_vocabulary_ = _N_SPECIAL + len(words) + self.n_buckets
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -452,19 +456,28 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         rows, token_rows, n_cut = [], [], 0
         for tokens in tokenized:
             if not want_tokens:
-                # Fast path (most documents): ids straight from the terms,
-                # without the per-term bookkeeping that truncation needs.
-                row = self._row_ids(tokens, min_n, max_n, get, bucket_offset)
+                # Fast path: ids straight from the terms, without the text of
+                # each term that explain() needs.
+                char_terms = None
+                n_terms = sum(max(0, len(tokens) - n + 1) for n in range(min_n, max_n + 1))
                 if char_range is not None:
-                    row.extend(self._char_ids(
-                        self._char_terms(tokens, char_range, char_cache), get, bucket_offset))
-                if limit is None or len(row) <= limit:
-                    if start:
-                        row.insert(0, START_ID)
-                    elif not row:
-                        row = [UNK_ID]
-                    rows.append(row)
-                    continue
+                    char_terms = self._char_terms(tokens, char_range, char_cache)
+                    n_terms += len(char_terms)
+                if limit is not None and n_terms > limit:
+                    # Unknown n-grams may still make it fit: then nothing is cut.
+                    row, cut = self._prefix_ids(tokens, min_n, max_n, char_terms, get,
+                                                bucket_offset, limit)
+                    n_cut += cut
+                else:
+                    row = self._row_ids(tokens, min_n, max_n, get, bucket_offset)
+                    if char_terms is not None:
+                        row.extend(self._char_ids(char_terms, get, bucket_offset))
+                if start:
+                    row.insert(0, START_ID)
+                elif not row:
+                    row = [UNK_ID]
+                rows.append(row)
+                continue
             # (index of the term's last word, id, text) for every emitted term,
             # n-gram order by n-gram order, each in reading order.
             terms = []
@@ -532,10 +545,50 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 row.extend([j if j is not None else bucket_offset + _bucket(term, n_buckets)
                             for j, term in zip(map(get, terms), terms)])
             elif n == 1:
-                row.extend([get(term, UNK_ID) for term in terms])
+                row.extend(map(get, terms, itertools.repeat(UNK_ID)))
             else:
                 row.extend([j for j in map(get, terms) if j is not None])
         return row
+
+    def _prefix_ids(self, tokens, min_n, max_n, char_terms, get, bucket_offset, limit):
+        """Ids of the longest prefix of words whose terms fit in ``limit`` positions.
+
+        The vectorised form of the truncation in :meth:`_encode`'s term by
+        term path (which :meth:`transform_with_tokens` takes): the same
+        terms, in the same order, as a cut document's prefix would give.
+
+        Returns
+        -------
+        row : list of int
+        cut : bool
+            Whether words were left out.
+        """
+        terms, ends = [], []
+        for n in range(min_n, max_n + 1):
+            grams = _ngrams(tokens, n)
+            terms.extend(grams)
+            ends.append(np.arange(n - 1, n - 1 + len(grams)))
+        if char_terms is not None:
+            terms.extend(key for _, key in char_terms)
+            ends.append(np.fromiter((end for end, _ in char_terms), dtype=np.intp,
+                                    count=len(char_terms)))
+        ids = np.fromiter(map(get, terms, itertools.repeat(-1)), dtype=np.int64,
+                          count=len(terms))
+        ends = np.concatenate(ends)
+        missing = np.flatnonzero(ids < 0)
+        if self.n_buckets:
+            for i in missing:
+                ids[i] = bucket_offset + _bucket(terms[i], self.n_buckets)
+        elif min_n == 1:
+            # Unknown words are UNK; unknown n-grams and character n-grams
+            # take no position.
+            words = missing[missing < len(tokens)]
+            ids[words] = UNK_ID
+        kept = ids >= 0
+        ids, ends = ids[kept], ends[kept]
+        per_word = np.bincount(ends, minlength=len(tokens))
+        n_words = int(np.searchsorted(np.cumsum(per_word), limit, side="right"))
+        return ids[ends < n_words].tolist(), n_words < len(tokens)
 
     def _char_ids(self, char_terms, get, bucket_offset):
         """Ids of the character n-grams from :meth:`_char_terms`: unknown ones
