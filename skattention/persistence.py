@@ -313,6 +313,10 @@ or TextAttentionRegressor
                         f"got {type(estimator).__module__}.{type(estimator).__qualname__}.")
     check_is_fitted(estimator)
     estimator._validate_params()  # never write a file that load() would refuse
+    if "_deferred_attention" in vars(estimator):
+        # The file holds a text model's attention_weights_, not the training
+        # ids it keeps until they are first read.
+        estimator._run_deferred_attention()
     params = estimator.get_params(deep=False)
     encode = _Encoder()
     header = {

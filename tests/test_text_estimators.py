@@ -12,7 +12,7 @@ from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import validate_data
 
-from skattention import TextAttentionClassifier, TextAttentionRegressor
+from skattention import AttentionClassifier, TextAttentionClassifier, TextAttentionRegressor
 from skattention.datasets import load_sms_spam
 
 FAST = dict(d_model=8, n_heads=2, d_ff=16, max_iter=30, batch_size=32,
@@ -287,6 +287,66 @@ def test_store_attention_weights_false_leaves_out_the_training_attention():
     assert not hasattr(reg, "token_importances_") and not hasattr(reg, "attention_weights_")
 
 
+class _EagerTextClassifier(TextAttentionClassifier):
+    """The numeric estimators' rule: the attention_weights_ pass ends fit."""
+
+    _store_attention_weights = AttentionClassifier._store_attention_weights
+
+
+def _assert_matches_explain(clf, docs):
+    explanation = clf.explain(docs)
+    for i in range(len(docs)):
+        n = len(explanation.weights[i])
+        np.testing.assert_array_equal(clf.attention_weights_[i, :n], explanation.weights[i])
+        assert not clf.attention_weights_[i, n:].any()
+
+
+def test_training_attention_pass_runs_on_first_read_with_the_eager_values():
+    lazy = TextAttentionClassifier(**FAST).fit(DOCS, LABELS)
+    fitted = vars(lazy)
+    assert "attention_weights_" not in fitted and "token_importances_" not in fitted
+    kept = fitted["_deferred_attention"]["ids"]
+    # 24 ids fit in one byte: an eighth of the float64 weights it stands for.
+    assert kept.dtype == np.uint8 and lazy.vectorizer_.n_vocabulary_ == 24
+    eager = _EagerTextClassifier(**FAST).fit(DOCS, LABELS)
+    assert "attention_weights_" in vars(eager) and "_deferred_attention" not in vars(eager)
+    np.testing.assert_array_equal(lazy.params_, eager.params_)
+    importances = lazy.token_importances_  # the first read runs the pass once
+    assert "_deferred_attention" not in vars(lazy)
+    assert {"attention_weights_", "token_importances_"} <= set(vars(lazy))
+    np.testing.assert_array_equal(lazy.attention_weights_, eager.attention_weights_)
+    assert lazy.token_importances_ is importances
+    _assert_matches_explain(lazy, DOCS)
+    with pytest.raises(AttributeError, match="no attribute 'not_an_attribute_'"):
+        lazy.not_an_attribute_
+
+
+def test_deferred_attention_survives_pickle_save_and_refits(tmp_path):
+    from skattention.persistence import load, save
+
+    clf = TextAttentionClassifier(**FAST, warm_start=True).fit(DOCS, LABELS)
+    clone = pickle.loads(pickle.dumps(clf))
+    assert "_deferred_attention" in vars(clone)
+    save(clf, tmp_path / "model.skat")  # the file holds the weights: save runs the pass
+    assert "attention_weights_" in vars(clf) and "_deferred_attention" not in vars(clf)
+    loaded = load(tmp_path / "model.skat")
+    for other in (clone, loaded):
+        np.testing.assert_array_equal(other.attention_weights_, clf.attention_weights_)
+        pd.testing.assert_frame_equal(other.token_importances_, clf.token_importances_)
+    # A second fit replaces the read weights by a new deferred pass of the new parameters.
+    clf.fit(DOCS[::-1], LABELS[::-1])
+    assert "attention_weights_" not in vars(clf) and "token_importances_" not in vars(clf)
+    _assert_matches_explain(clf, DOCS[::-1])
+    clf.set_params(store_attention_weights=False).fit(DOCS, LABELS)
+    assert "_deferred_attention" not in vars(clf)
+    assert not hasattr(clf, "attention_weights_") and not hasattr(clf, "token_importances_")
+    # partial_fit defers the pass over its batch and keeps no importances of its own.
+    batch = TextAttentionClassifier(**FAST).partial_fit(DOCS[:6], LABELS[:6], classes=[0, 1])
+    assert not hasattr(batch, "token_importances_")
+    assert batch.attention_weights_.shape[0] == 6
+    _assert_matches_explain(batch, DOCS[:6])
+
+
 def test_fit_tokenises_once_and_token_importances_match_the_training_ids(monkeypatch):
     from skattention.text import TextSequenceVectorizer
 
@@ -304,7 +364,7 @@ def test_fit_tokenises_once_and_token_importances_match_the_training_ids(monkeyp
     monkeypatch.setattr(TextSequenceVectorizer, "_tokenizer", counting_tokenizer)
     clf = TextAttentionClassifier(**FAST).fit(DOCS, LABELS)
     assert len(tokenised) == len(DOCS)  # fit tokenises every document once
-    assert "_fit_ids" not in clf.__dict__  # nothing of the training data is kept
+    assert "_fit_ids" not in clf.__dict__  # only the deferred pass's compact ids are kept
     ids = clf.vectorizer_.transform(DOCS)
     labels = np.asarray(LABELS)
     for label in clf.classes_:

@@ -459,12 +459,18 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if not np.isfinite(self.params_).all():
             raise FloatingPointError("Training produced non-finite parameters; lower "
                                      "learning_rate_init or set max_grad_norm.")
+        self._clear_attention_weights()
         if self.store_attention_weights:
-            self.attention_weights_ = self._pooling_attention(network, params, values, mask)
-        else:
-            # Never leave the weights of an earlier fit next to new parameters.
-            self.__dict__.pop("attention_weights_", None)
+            self._store_attention_weights(network, params, values, mask)
         return self
+
+    def _clear_attention_weights(self):
+        # Never leave the weights of an earlier fit next to new parameters.
+        self.__dict__.pop("attention_weights_", None)
+
+    def _store_attention_weights(self, network, params, values, mask):
+        """Set ``attention_weights_``: one inference pass over the training data."""
+        self.attention_weights_ = self._pooling_attention(network, params, values, mask)
 
     def _split_validation(self, values, mask, targets, sample_weight):
         from sklearn.model_selection import train_test_split

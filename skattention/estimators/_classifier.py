@@ -87,12 +87,13 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
         Read 3D input as ``(n_samples, n_features, n_timesteps)`` (aeon/sktime).
     class_weight : dict, "balanced" or None, default=None
     store_attention_weights : bool, default=True
-        End ``fit`` with a pass over the training data that stores
-        ``attention_weights_`` (and, for text, ``token_importances_``). The
-        pass is one inference over the training set, about a fifth of a
-        one-epoch fit, and the array holds ``n_samples x n_timesteps``
-        float64 values; False skips both, and ``explain(X)`` still gives
-        the weights of any data.
+        Keep ``attention_weights_`` (and, for text, ``token_importances_``),
+        from one inference pass over the training set: about a fifth of a
+        one-epoch fit, and ``n_samples x n_timesteps`` float64 values. The
+        numeric estimators make the pass at the end of ``fit``; the text
+        estimators when one of the attributes is first read (or the model
+        saved), keeping the training token ids until then. False skips
+        both, and ``explain(X)`` still gives the weights of any data.
 
     Attributes
     ----------

@@ -170,21 +170,65 @@ class _TextInputMixin:
         index = X.index if isinstance(X, pd.Series) else None
         return TextExplanation(tokens, per_doc, index)
 
+    def _clear_attention_weights(self):
+        super()._clear_attention_weights()
+        self.__dict__.pop("_deferred_attention", None)
+
+    def _store_attention_weights(self, network, params, values, mask):
+        """Keep the training ids for the pass that :meth:`__getattr__` runs on first read.
+
+        The ids, in the smallest unsigned type that holds the vocabulary (2
+        or 4 bytes a position), take a quarter to half the memory of the
+        float64 weights they stand for; fits whose weights are never read
+        (cross-validation, grid search) skip the pass.
+        """
+        ids = values.astype(np.min_scalar_type(max(self.vectorizer_.n_vocabulary_ - 1, 0)))
+        self._deferred_attention = {"ids": ids, "groups": None}
+
     def _store_token_importances(self, ids, groups, as_series=False):
-        """Set ``token_importances_`` when the attention weights are stored.
+        """Have ``token_importances_`` computed with the deferred attention pass.
 
         A DataFrame with one column per group, or with ``as_series`` the
         Series of the only group.
         """
-        if self.store_attention_weights:
-            frame = self._token_importances(ids, groups)
-            self.token_importances_ = frame.iloc[:, 0] if as_series else frame
-        else:
-            self.__dict__.pop("token_importances_", None)
+        self.__dict__.pop("token_importances_", None)
+        deferred = self.__dict__.get("_deferred_attention")
+        if deferred is not None:
+            codes = np.full(len(ids), -1, dtype=np.intp)
+            for code, (_, selected) in enumerate(groups):
+                codes[selected] = code
+            deferred["groups"] = (codes, [label for label, _ in groups], as_series)
 
-    def _token_importances(self, ids, groups):
+    def __getattr__(self, name):
+        # Only reached when the normal lookup fails: run the deferred pass
+        # the first time one of its attributes is read.
+        if name in ("attention_weights_", "token_importances_") and (
+                "_deferred_attention" in self.__dict__):
+            self._run_deferred_attention()
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _run_deferred_attention(self):
+        """Set ``attention_weights_`` (and ``token_importances_``) from the kept ids."""
+        deferred = self.__dict__["_deferred_attention"]
+        ids = deferred["ids"]
+        network, params = self._inference_network()
+        weights = self._pooling_attention(network, params, ids.astype(np.int64), ids != 0)
+        importances = None
+        if deferred["groups"] is not None:
+            codes, labels, as_series = deferred["groups"]
+            frame = self._token_importances(
+                ids, weights, [(label, codes == code) for code, label in enumerate(labels)])
+            importances = frame.iloc[:, 0] if as_series else frame
+        self.attention_weights_ = weights
+        if importances is not None:
+            self.token_importances_ = importances
+        del self.__dict__["_deferred_attention"]
+
+    def _token_importances(self, ids, weights, groups):
         """Mean attention mass per vocabulary token over the training ids, per group."""
-        weights = self.attention_weights_[:, : ids.shape[1]]
+        weights = weights[:, : ids.shape[1]]
         names = self.vectorizer_._id_to_token()
         names += [f"<bucket {b}>" for b in range(self.vectorizer_.n_vocabulary_ - len(names))]
         columns = {}
@@ -253,6 +297,9 @@ max_features, n_buckets, max_len :
         training documents of each class (only with
         ``store_attention_weights=True``, like ``attention_weights_``).
     attention_weights_ : ndarray of shape (n_documents, max_tokens)
+        Pooling attention over the training documents, computed when this
+        or ``token_importances_`` is first read (see
+        ``store_attention_weights``).
     classes_, params_, n_iter_, loss_curve_, device_ :
         As in :class:`~skattention.AttentionClassifier`.
     """
@@ -368,7 +415,8 @@ max_features, n_buckets, max_len :
     vectorizer_ : TextSequenceVectorizer
     token_importances_ : pandas.Series of shape (n_vocabulary,)
         Mean attention mass each vocabulary token receives over the
-        training documents (only with ``store_attention_weights=True``).
+        training documents (only with ``store_attention_weights=True``;
+        computed on first read, like ``attention_weights_``).
     """
 
     _parameter_constraints = {
