@@ -172,14 +172,14 @@ def _impls(args):
     return ("sdpa", "nn") if args.peer_impl == "auto" else (args.peer_impl,)
 
 
-def peer_attention_pass(net, X, mask, batch_tokens=65536, max_batch=1024):
+def peer_attention_pass(net, X, mask, batch_tokens=16384, max_batch=1024):
     """The peer's counterpart of the ``attention_weights_`` pass; returns seconds.
 
     skorch keeps nothing like ``attention_weights_``; a skorch user who wants
     them runs this after ``fit``: the fitted module in eval mode, no autograd,
     pooling weights averaged over heads for every training sequence, as a
     float64 ``(N, L)`` array. Batching is skattention's own rule (sequences
-    sorted by length, ``min(1024, 65536 // L)`` per batch, each batch cut to
+    sorted by length, ``min(1024, 16384 // L)`` per batch, each batch cut to
     its longest sequence), so both passes do the same work.
     """
     import torch

@@ -589,6 +589,10 @@ def test_inference_batches_are_bounded_in_positions_and_agree(monkeypatch):
              model.explain(X, all_layers=True))
     mask = ~np.isnan(X).any(axis=2)
     assert len(_base._batches(X, mask)) == 1
+    # 16,384 positions a batch on the CPU, 65,536 on a GPU.
+    long_mask = np.ones((2000, 64), dtype=bool)
+    assert [len(b) for b in _base._batches(long_mask, long_mask)] == [256] * 7 + [208]
+    assert [len(b) for b in _base._batches(long_mask, long_mask, "cuda")] == [1024, 976]
     monkeypatch.setattr(_base, "_PREDICT_TOKENS", 9 * 4)  # 4 sequences of 9 steps per batch
     batches = _base._batches(X, mask)
     assert [len(rows) for rows in batches] == [4] * 5 + [3]
