@@ -458,20 +458,15 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
             if not want_tokens:
                 # Fast path: ids straight from the terms, without the text of
                 # each term that explain() needs.
+                row = self._row_ids(tokens, min_n, max_n, get, bucket_offset)
                 char_terms = None
-                n_terms = sum(max(0, len(tokens) - n + 1) for n in range(min_n, max_n + 1))
                 if char_range is not None:
                     char_terms = self._char_terms(tokens, char_range, char_cache)
-                    n_terms += len(char_terms)
-                if limit is not None and n_terms > limit:
-                    # Unknown n-grams may still make it fit: then nothing is cut.
-                    row, cut = self._prefix_ids(tokens, min_n, max_n, char_terms, get,
-                                                bucket_offset, limit)
-                    n_cut += cut
-                else:
-                    row = self._row_ids(tokens, min_n, max_n, get, bucket_offset)
-                    if char_terms is not None:
-                        row.extend(self._char_ids(char_terms, get, bucket_offset))
+                    row.extend(self._char_ids(char_terms, get, bucket_offset))
+                if limit is not None and len(row) > limit:
+                    row = self._prefix_ids(tokens, min_n, max_n, char_terms, get,
+                                           bucket_offset, limit)
+                    n_cut += 1
                 if start:
                     row.insert(0, START_ID)
                 elif not row:
@@ -560,8 +555,6 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Returns
         -------
         row : list of int
-        cut : bool
-            Whether words were left out.
         """
         terms, ends = [], []
         for n in range(min_n, max_n + 1):
@@ -588,7 +581,7 @@ class TextSequenceVectorizer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         ids, ends = ids[kept], ends[kept]
         per_word = np.bincount(ends, minlength=len(tokens))
         n_words = int(np.searchsorted(np.cumsum(per_word), limit, side="right"))
-        return ids[ends < n_words].tolist(), n_words < len(tokens)
+        return ids[ends < n_words].tolist()
 
     def _char_ids(self, char_terms, get, bucket_offset):
         """Ids of the character n-grams from :meth:`_char_terms`: unknown ones
