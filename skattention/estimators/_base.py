@@ -278,13 +278,17 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             return None
         return max(1, effective_n_jobs(self.n_jobs))
 
-    def _backend(self):
+    def _run_device(self):
+        """Where the fitted model runs: ``device_``, or the CPU when CUDA is gone."""
         device = self.device_
         if device == "cuda" and cuda_unavailable_reason() is not None:
             # A model fitted on a GPU predicts anywhere: its parameters are
             # host arrays, and the CPU kernels compute the same network.
             device = "cpu"
-        return get_backend(device, n_threads=self._n_threads())
+        return device
+
+    def _backend(self):
+        return get_backend(self._run_device(), n_threads=self._n_threads())
 
     def _network_config(self, values, n_outputs):
         if self.d_model % self.n_heads:
@@ -503,7 +507,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     # ---------------------------------------------------------------- outputs
 
     def _predict_output(self, network, params, values, mask):
-        batches = _batches(values, mask, self.device_)
+        batches = _batches(values, mask, self._run_device())
         return _restore([network.predict(params, values[rows], mask[rows]) for rows in batches],
                         batches)
 
@@ -516,7 +520,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _pooling_attention(self, network, params, values, mask):
         chunks = []
-        batches = _batches(values, mask, self.device_)
+        batches = _batches(values, mask, self._run_device())
         for rows in batches:
             result = network.explain(params, values[rows], mask[rows])
             pooling = result[0] if isinstance(result, tuple) else result
@@ -540,7 +544,7 @@ n_features), or list of arrays
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
         network, params = self._inference_network()
-        batches = _batches(values, mask, self.device_)
+        batches = _batches(values, mask, self._run_device())
         chunks = [network.transform(params, values[rows], mask[rows]) for rows in batches]
         return _restore(chunks, batches).astype(np.float64)
 
@@ -574,7 +578,7 @@ n_features), or list of arrays
         network, params = self._inference_network()
         if not all_layers:
             return self._pooling_attention(network, params, values, mask)
-        batches = _batches(values, mask, self.device_)
+        batches = _batches(values, mask, self._run_device())
         parts = [network.explain(params, values[rows], mask[rows], all_layers=True)
                  for rows in batches]
         pooling = _restore([part[0] for part in parts], batches)

@@ -224,7 +224,8 @@ class _TextInputMixin:
         self.attention_weights_ = weights
         if importances is not None:
             self.token_importances_ = importances
-        del self.__dict__["_deferred_attention"]
+        # pop: another thread may have made the same pass meanwhile.
+        self.__dict__.pop("_deferred_attention", None)
 
     def _token_importances(self, ids, weights, groups):
         """Mean attention mass per vocabulary token over the training ids, per group."""
