@@ -315,16 +315,22 @@ def test_partial_fit_one_epoch_per_call():
     assert reg.n_iter_ == 2 and reg.predict(X3_PAD).shape == (len(Y3),)
 
 
-def test_early_stopping_keeps_the_best_parameters(monkeypatch):
+def _capture_validation_split(monkeypatch, cls):
+    """A dict whose "validation" entry receives the held-out split of the next fit."""
     split = {}
-    original = AttentionRegressor._split_validation
+    original = cls._split_validation
 
     def capture(self, *args):
         train, validation = original(self, *args)
         split["validation"] = validation
         return train, validation
 
-    monkeypatch.setattr(AttentionRegressor, "_split_validation", capture)
+    monkeypatch.setattr(cls, "_split_validation", capture)
+    return split
+
+
+def test_early_stopping_keeps_the_best_parameters(monkeypatch):
+    split = _capture_validation_split(monkeypatch, AttentionRegressor)
     rng = np.random.default_rng(4)
     X = rng.normal(size=(80, 5, 2))
     y = X[:, :, 0].sum(axis=1) + rng.normal(scale=2.0, size=80)  # noisy: scores wander
@@ -339,6 +345,27 @@ def test_early_stopping_keeps_the_best_parameters(monkeypatch):
     restored = reg._validation_score(reg._forward_output(
         [v[m] for v, m in zip(values, mask)]), targets)
     assert restored == pytest.approx(reg.best_validation_score_, abs=1e-6)
+
+
+@pytest.mark.parametrize("scoring", ["loss", "accuracy"])
+def test_classifier_early_stopping_scores_held_out_log_loss_or_accuracy(monkeypatch, scoring):
+    from sklearn.metrics import accuracy_score, log_loss
+
+    split = _capture_validation_split(monkeypatch, AttentionClassifier)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(90, 5, 2))
+    y = np.digitize(X[:, :, 0].sum(axis=1) + rng.normal(scale=1.5, size=90), [-1, 1])
+    clf = quiet_fit(tiny(early_stopping=True, max_iter=30, n_iter_no_change=4,
+                         learning_rate_init=3e-2, validation_fraction=0.3, scoring=scoring),
+                    X, y)
+    scores = clf.validation_scores_
+    assert len(scores) == clf.n_iter_ and clf.best_validation_score_ == max(scores)
+    values, mask, targets, _ = split["validation"]
+    proba = clf.predict_proba([v[m] for v, m in zip(values, mask)])
+    expected = (-log_loss(targets, proba, labels=[0, 1, 2]) if scoring == "loss"
+                else accuracy_score(targets, proba.argmax(axis=1)))
+    assert clf.best_validation_score_ == pytest.approx(expected, abs=1e-5)
+    assert all(score <= 0 for score in scores) == (scoring == "loss")
 
 
 def test_class_weight_balanced_raises_minority_recall():

