@@ -13,6 +13,13 @@ from ._base import BaseAttentionEstimator
 __all__ = ["AttentionClassifier"]
 
 
+def _log_softmax(logits):
+    """Row-wise log-softmax in float64 of network outputs ``(n_samples, n_classes)``."""
+    logits = logits.astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
 class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     """Transformer-encoder classifier with attention pooling, for numeric sequences.
 
@@ -198,9 +205,7 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
     def _validation_score(self, output, targets):
         if self.scoring == "accuracy":
             return float(np.mean(np.argmax(output, axis=1) == targets))
-        output = output.astype(np.float64)
-        shifted = output - output.max(axis=1, keepdims=True)
-        log_proba = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_proba = _log_softmax(output)
         return float(log_proba[np.arange(len(targets)), targets].mean())
 
     def _stratify(self, targets):
@@ -280,9 +285,7 @@ n_features), or list of arrays of shape (n_timesteps_i, n_features)
         log_proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        logits = self._forward_output(X).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return _log_softmax(self._forward_output(X))
 
     def predict(self, X):
         """Predicted classes.
