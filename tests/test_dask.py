@@ -47,6 +47,8 @@ from sklearn.model_selection import GridSearchCV, RandomizedSearchCV  # noqa: E4
 
 from skattention import AttentionClassifier, TextAttentionClassifier  # noqa: E402
 
+from blas_probe import assert_same_predictions  # noqa: E402
+
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 N_WORKERS = 2
@@ -212,7 +214,7 @@ def test_map_blocks_predict_equals_in_memory(client, fitted_numeric):
     proba = X_dask.map_blocks(model.predict_proba, drop_axis=2,
                               chunks=(X_dask.chunks[0], (len(model.classes_),)),
                               dtype=np.float64)
-    np.testing.assert_array_equal(proba.compute(), model.predict_proba(X))
+    assert_same_predictions(proba.compute(), model.predict_proba(X))
 
 
 def test_map_partitions_text_column_equals_in_memory(client, fitted_text):

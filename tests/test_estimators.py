@@ -12,6 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from skattention import AttentionClassifier, AttentionRegressor
 
+from blas_probe import assert_same_predictions
+
 # Tiny models: every fit below takes a fraction of a second once compiled.
 TINY = dict(d_model=8, n_heads=2, d_ff=16, batch_size=32, n_jobs=1, random_state=0,
             learning_rate_init=1e-2)
@@ -442,6 +444,23 @@ def test_without_positions_step_order_does_not_matter():
     # Sinusoidal positions extend to sequences longer than any seen in fit.
     longer = np.concatenate([X3, X3], axis=1)
     assert np.isfinite(quiet_fit(tiny(), X3, Y3).predict_proba(longer)).all()
+
+
+@pytest.mark.parametrize("cls", [AttentionClassifier, AttentionRegressor])
+def test_predictions_agree_over_subsets_and_orders(cls):
+    """scikit-learn's subset and sample-order invariance checks, to float32 rounding.
+
+    Bitwise where the BLAS gives each row the same bits whatever the batch
+    (tests/blas_probe.py), to 1e-5 relative elsewhere.
+    """
+    model = quiet_fit(tiny(cls, n_layers=2), X3_PAD, Y3)
+    methods = ["predict", "transform"] + (["predict_proba"] if cls is AttentionClassifier else [])
+    order = np.random.default_rng(3).permutation(len(X3_PAD))
+    for method in methods:
+        whole = getattr(model, method)(X3_PAD)
+        assert_same_predictions(getattr(model, method)(X3_PAD[order]), whole[order])
+        for rows in (slice(0, None, 2), slice(5, 6), slice(7, 30)):
+            assert_same_predictions(getattr(model, method)(X3_PAD[rows]), whole[rows])
 
 
 @pytest.mark.parametrize("options", [dict(solver="sgd", learning_rate_init=0.05),

@@ -21,6 +21,8 @@ from skattention import (
 )
 from skattention._nn._training import LearningRateSchedule, Optimizer
 
+from blas_probe import BATCH_DEPENDENT_CHECKS
+
 TINY = dict(d_model=8, n_heads=2, d_ff=16, n_jobs=1, random_state=0, learning_rate_init=1e-2)
 
 
@@ -228,7 +230,8 @@ def test_save_and_load_keep_the_schedule(tmp_path):
     expected_failed_checks=lambda estimator: {
         # As in test_sklearn_compat.py: float32 training agrees to ~1e-6 only.
         "check_sample_weight_equivalence_on_dense_data": (
-            "float32 training agrees only to ~1e-6 relative")},
+            "float32 training agrees only to ~1e-6 relative"),
+        **BATCH_DEPENDENT_CHECKS},
 )
 def test_sklearn_checks_pass_with_a_schedule(estimator, check):
     check(estimator)

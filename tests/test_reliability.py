@@ -32,6 +32,8 @@ from skattention._backend import _threads
 from skattention._backend._threads import kernel_threads
 from skattention._nn import AttentionNetwork
 
+from blas_probe import blas_rows_depend_on_batch
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(d_model=8, n_heads=2, d_ff=16, batch_size=32, max_iter=4, random_state=0,
             learning_rate_init=1e-2)
@@ -269,13 +271,17 @@ with multiprocessing.get_context("fork").Pool(2) as pool:
         pool.terminate()
         sys.exit(1)
 print("pool %.2f s" % (time.time() - start), flush=True)
-check("pool", np.array_equal(parts[0], expected[0::2]) and np.array_equal(parts[1], expected[1::2]))
+# Bitwise where this machine's BLAS allows it (tests/blas_probe.py).
+same = np.array_equal if {exact} else (lambda a, b: np.allclose(a, b, rtol=1e-5, atol=1e-6))
+check("pool", same(parts[0], expected[0::2]) and same(parts[1], expected[1::2]))
 """
 
 
 @needs_threads
 def test_prediction_after_fork_once_the_parent_ran_parallel_kernels():
-    result = run_python(FORK_SCRIPT.format(disable=False, deadline=30), timeout=400)
+    script = FORK_SCRIPT.format(disable=False, deadline=30,
+                                exact=not blas_rows_depend_on_batch())
+    result = run_python(script, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fork exit 0" in result.stdout
     assert "pool OK" in result.stdout, result.stdout + result.stderr
@@ -292,7 +298,9 @@ def test_without_the_fork_guard_the_omp_layer_kills_the_child():
                        "f(np.zeros(4)); print(numba.threading_layer())", timeout=120)
     if probe.stdout.strip() != "omp":
         pytest.skip(f"threading layer is {probe.stdout.strip()!r}, not GNU OpenMP")
-    result = run_python(FORK_SCRIPT.format(disable=True, deadline=15), timeout=400)
+    script = FORK_SCRIPT.format(disable=True, deadline=15,
+                                exact=not blas_rows_depend_on_batch())
+    result = run_python(script, timeout=400)
     assert result.returncode != 0
     assert "fork exit -15" in result.stdout or "HANG" in result.stdout, result.stdout
 
