@@ -24,6 +24,10 @@ ints), ``$config`` (the :class:`~skattention._nn.NetworkConfig` fields),
 parameters and vocabulary), ``$random_state`` (a ``RandomState``'s state),
 ``$frame``/``$series`` (pandas objects such as ``token_importances_``).
 
+Format 2 added the network's ``length_scaling`` and ``length_reference``
+(and the estimators' ``length_scaling`` parameter); a format 1 file loads
+with ``"none"``, the unscaled network it holds.
+
 Loading never unpickles: the file must start like a zip, the arrays are
 read with ``numpy.load(..., allow_pickle=False)``, the class is looked up
 in a fixed allow-list, only the tagged types above are ever built, and the
@@ -53,7 +57,7 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = ["save", "load", "info", "FORMAT_VERSION"]
 
 #: Version of the file layout this module writes and the newest it reads.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = "skattention-model"
 _HEADER = "__skattention__"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -211,8 +215,12 @@ class _Decoder:
             except TypeError:
                 raise _Corrupt("a dict key is not hashable") from None
         if tag == "$config" and isinstance(body, dict):
+            # Files written before ``length_scaling`` existed lack its two
+            # fields; their defaults ("none", 1.0) are the network they saved.
             fields = {k: self(v) for k, v in body.items()}
-            if set(fields) != set(NetworkConfig.__dataclass_fields__):
+            missing = set(NetworkConfig.__dataclass_fields__) - set(fields)
+            if set(fields) - set(NetworkConfig.__dataclass_fields__) \
+                    or missing - {"length_scaling", "length_reference"}:
                 raise _Corrupt("the network configuration has unexpected fields")
             if fields["dtype"] not in ("float32", "float64"):
                 raise _Corrupt(f"the network dtype {fields['dtype']!r} is not supported")
@@ -495,6 +503,9 @@ def _build(header, arrays):
     if not isinstance(params, dict) or not isinstance(attributes, dict):
         raise _Corrupt("its parameters or attributes are missing")
     params = {k: decode(v) for k, v in params.items()}
+    if header.get("format_version") == 1:
+        # Format 1 predates ``length_scaling``: its networks were unscaled.
+        params.setdefault("length_scaling", "none")
     valid = set(cls().get_params())
     if set(params) - valid:
         raise _Corrupt(f"unknown parameters {sorted(set(params) - valid)} for {name}")

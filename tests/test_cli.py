@@ -17,7 +17,7 @@ from skattention import (
     TextAttentionRegressor,
 )
 from skattention.__main__ import _Progress, main
-from skattention.persistence import info, load
+from skattention.persistence import FORMAT_VERSION, info, load
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--d-model", "8", "--n-heads", "2", "--d-ff", "16", "--max-iter", "5",
@@ -211,7 +211,7 @@ def test_explain_numeric(data, capsys, tmp_path):
 def test_info(data, capsys):
     status, out, _ = _run(capsys, "info", data["text_model"])
     assert status == 0
-    assert out.startswith("TextAttentionClassifier (model file format 1)")
+    assert out.startswith(f"TextAttentionClassifier (model file format {FORMAT_VERSION})")
     assert "text_column: text" in out and "d_model=8" in out
 
 

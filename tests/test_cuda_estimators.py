@@ -107,12 +107,12 @@ def test_classifier_trains_on_cuda_like_on_the_cpu_and_travels_as_host_arrays(tm
     np.testing.assert_array_equal(load(path).params_, gpu.params_)
 
 
-def test_regressor_with_additive_score_mean_pooling_and_dropout_matches_the_cpu():
+def test_regressor_with_additive_score_mean_pooling_dropout_and_scaling_matches_cpu():
     X, _ = _sequences(seed=1)
     y = np.nan_to_num(X[:, :, 1]).mean(axis=1)
     make = lambda **kw: AttentionRegressor(  # noqa: E731
         attention_score="additive", pooling="mean", dropout=0.1, positional="learned",
-        store_attention_weights=False, **dict(SMALL, max_iter=1), **kw)
+        length_scaling="sqrt", store_attention_weights=False, **dict(SMALL, max_iter=1), **kw)
     cpu, gpu = _fit_both(make, X, y)
     np.testing.assert_allclose(_comparable(gpu), _comparable(cpu), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(gpu.predict(X), cpu.predict(X), atol=1e-5)

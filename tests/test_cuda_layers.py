@@ -451,6 +451,12 @@ def test_elementwise_array_ops(gpu, rng):
     tiled = dev(nan_like((4, 5)))
     gpu.tile_rows(dev(rows[0]), tiled)
     np.testing.assert_array_equal(host(tiled), np.tile(rows[0], (4, 1)))
+    matrix, scale = rand(rng, 4, 5), rand(rng, 4)
+    d_matrix = dev(matrix)
+    gpu.scale_rows_(d_matrix, scale)
+    np.testing.assert_array_equal(host(d_matrix), matrix * scale[:, None])
+    with pytest.raises(ValueError, match="scale has shape"):
+        gpu.scale_rows_(d_matrix, scale[:3])
 
 
 @pytest.mark.parametrize("n", [1, 8])

@@ -463,6 +463,30 @@ def test_predictions_agree_over_subsets_and_orders(cls):
             assert_same_predictions(getattr(model, method)(X3_PAD[rows]), whole[rows])
 
 
+def test_sqrt_length_scaling_is_a_no_op_on_sequences_of_one_length():
+    unscaled = quiet_fit(tiny(), X3, Y3)
+    scaled = quiet_fit(tiny(length_scaling="sqrt"), X3, Y3)
+    assert scaled._config.length_reference == X3.shape[1]
+    np.testing.assert_array_equal(scaled.params_, unscaled.params_)
+    np.testing.assert_array_equal(scaled.predict_proba(X3), unscaled.predict_proba(X3))
+
+
+@pytest.mark.parametrize("cls", [AttentionClassifier, AttentionRegressor])
+def test_sqrt_length_scaling_multiplies_the_context_by_relative_length(cls):
+    """``transform`` = the unscaled context times sqrt(real steps / training mean)."""
+    import dataclasses
+
+    model = quiet_fit(tiny(cls, length_scaling="sqrt"), X3_PAD, Y3)
+    assert model._config.length_scaling == "sqrt"
+    assert model._config.length_reference == pytest.approx(LENGTHS.mean())
+    scaled = model.transform(X3_PAD)
+    model._config = dataclasses.replace(model._config, length_scaling="none")
+    expected = model.transform(X3_PAD) * np.sqrt(LENGTHS / LENGTHS.mean())[:, None]
+    np.testing.assert_allclose(scaled, expected, rtol=1e-5, atol=1e-6)
+    # The pooling weights do not change: they stay a distribution over the real steps.
+    check_explain_rows(model.explain(X3_PAD), MASK)
+
+
 @pytest.mark.parametrize("options", [dict(solver="sgd", learning_rate_init=0.05),
                                      dict(solver="adamw", alpha=0.1),
                                      dict(dropout=0.3, max_grad_norm=0.5)])

@@ -121,9 +121,21 @@ def reference_forward(net, params, X, mask):
         counts = np.maximum(mask.sum(1), 1)
         pooled = (h * mask[..., None]).sum(1) / counts[:, None]
         pool_weights = np.repeat((mask / counts[:, None])[:, None], heads, axis=1)
+    if config.length_scaling == "sqrt":
+        pooled = pooled * np.sqrt(mask.sum(1) / config.length_reference)[:, None]
     output = pooled @ p["head.weight"] + p["head.bias"]
     return output, pooled, pool_weights, layer_weights
 
+
+#: The sqrt length scaling, on both poolings, with and without layers.
+SCALED_GRID = [
+    dict(attention_score=s, pooling=pool, n_layers=nl, input_kind=kind,
+         length_scaling="sqrt", length_reference=2.5)
+    for s, pool, nl, kind in (("scaled_dot", "attention", 0, "tokens"),
+                              ("additive", "attention", 1, "values"),
+                              ("general", "mean", 0, "tokens"),
+                              ("dot", "mean", 2, "values"))
+]
 
 ORACLE_GRID = [
     dict(attention_score=s, pooling=pool, n_layers=nl, input_kind=kind, positional=pos)
@@ -131,7 +143,7 @@ ORACLE_GRID = [
         (s, pool, nl, kind) for s in SCORES for pool in ("attention", "mean")
         for nl in (0, 2) for kind in ("values", "tokens"))
     for pos in [("sinusoidal", "learned", "none")[i % 3]]
-]
+] + SCALED_GRID
 
 
 @pytest.mark.parametrize("overrides", ORACLE_GRID, ids=lambda o: "-".join(map(str, o.values())))
@@ -238,7 +250,7 @@ GRAD_GRID = [
         (s, pool, nl, kind) for s in SCORES for pool in ("attention", "mean")
         for nl in (0, 1, 2) for kind in ("values", "tokens"))
     for pos in [("learned", "sinusoidal", "none")[i % 3]]
-]
+] + SCALED_GRID
 
 
 @pytest.mark.parametrize("overrides", GRAD_GRID, ids=lambda o: "-".join(map(str, o.values())))
@@ -321,6 +333,8 @@ def test_fully_padded_sequence_is_finite_and_pools_to_zero(score, pooling):
     dict(attention_score="general", input_kind="tokens", pooling="mean"),
     dict(attention_score="additive", input_kind="values", positional="sinusoidal"),
     dict(attention_score="dot", input_kind="tokens", positional="none"),
+    dict(attention_score="scaled_dot", input_kind="tokens", length_scaling="sqrt",
+         length_reference=4.0),
 ])
 def test_padding_and_batch_invariance(overrides):
     config = make_config(n_layers=2, max_len=9, **overrides)
@@ -350,6 +364,8 @@ def test_padding_and_batch_invariance(overrides):
     dict(attention_score="scaled_dot", input_kind="tokens", positional="learned"),
     dict(attention_score="additive", input_kind="values", pooling="mean"),
     dict(attention_score="general", input_kind="values", positional="none", n_layers=2),
+    dict(attention_score="dot", input_kind="tokens", length_scaling="sqrt",
+         length_reference=2.0),
 ])
 def test_packed_rows_match_the_dense_pass(monkeypatch, overrides):
     """The encoder on the real rows only gives the dense pass's output and gradient."""
@@ -506,6 +522,11 @@ def test_errors_have_clear_messages():
         make_config(attention_score="cosine")
     with pytest.raises(ValueError, match="dropout"):
         make_config(dropout=1.0)
+    with pytest.raises(ValueError, match="length_scaling must be one of"):
+        make_config(length_scaling="log")
+    for reference in (0.0, -2.0, float("nan"), float("inf"), True, "3"):
+        with pytest.raises(ValueError, match="length_reference must be a finite number > 0"):
+            make_config(length_reference=reference)
     net, params, X, mask = make_case(make_config(input_kind="tokens"))
     bad = X.copy()
     bad[1, 2] = VOCAB

@@ -447,6 +447,25 @@ def test_newer_format_version_is_refused(fitted, tmp_path):
         info(path)
 
 
+def test_format_1_files_load_as_the_unscaled_networks_they_hold(tmp_path):
+    """Format 1 predates ``length_scaling``: no parameter and no config fields."""
+    model = _fit(TextAttentionClassifier(length_scaling="none", max_len=6, **FAST),
+                 DOCS, Y_DOCS)
+    path = tmp_path / "m.skat"
+    save(model, path)
+
+    def as_format_1(header):
+        header["format_version"] = 1
+        del header["params"]["length_scaling"]
+        config = header["attributes"]["_config"]["$config"]
+        del config["length_scaling"], config["length_reference"]
+    _rewrite(path, edit_header=as_format_1)
+    loaded = load(path)
+    assert loaded.length_scaling == "none"
+    assert loaded._config == model._config
+    _assert_same_outputs(model, loaded, NEW_DOCS)
+
+
 def test_save_refuses_what_it_cannot_write(fitted, tmp_path):
     with pytest.raises(NotFittedError):
         save(AttentionClassifier(), tmp_path / "m.skat")

@@ -214,6 +214,28 @@ def test_default_bigrams_are_explained_and_ranked():
     assert importances.loc["not good", 0] > importances.loc["not good", 1]
 
 
+@pytest.mark.parametrize("Estimator", [TextAttentionClassifier, TextAttentionRegressor])
+def test_text_models_scale_the_context_by_the_square_root_of_relative_length(Estimator):
+    import dataclasses
+
+    assert Estimator().length_scaling == "sqrt"
+    model = Estimator(**FAST).fit(DOCS, LABELS)
+    lengths = np.count_nonzero(model.vectorizer_.transform(DOCS), axis=1)
+    assert model._config.length_reference == pytest.approx(lengths.mean())
+    new_docs = ["good", "good great fine fun movie good great", ""]
+    new_lengths = np.count_nonzero(model.vectorizer_.transform(new_docs), axis=1)
+    scaled, weights = model.transform(new_docs), model.explain(new_docs).weights
+    model._config = dataclasses.replace(model._config, length_scaling="none")
+    np.testing.assert_allclose(
+        scaled, model.transform(new_docs) * np.sqrt(new_lengths / lengths.mean())[:, None],
+        rtol=1e-5, atol=1e-7)
+    for got, unscaled in zip(weights, model.explain(new_docs).weights):
+        np.testing.assert_array_equal(got, unscaled)
+    unscaled = Estimator(length_scaling="none", **FAST).fit(DOCS, LABELS)
+    assert unscaled._config.length_scaling == "none"
+    assert unscaled._config.length_reference == 1.0
+
+
 def test_unigram_self_attention_model_still_available():
     clf = TextAttentionClassifier(**FAST, ngram_range=(1, 1), n_layers=1,
                                   positional="sinusoidal").fit(DOCS, LABELS)

@@ -372,6 +372,16 @@ class CPUArrayOps:
         """``x += y`` in place (same shapes)."""
         x += y
 
+    def scale_rows_(self, x, scale):
+        """``x[n] *= scale[n]`` in place.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, d)
+        scale : ndarray of shape (N,)
+        """
+        x *= scale[:, None]
+
     def sum_axis0(self, x, out):
         """Column sums.
 

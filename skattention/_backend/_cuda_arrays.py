@@ -108,6 +108,15 @@ def add_kernel(x, y):
 
 
 @cuda.jit
+def scale_rows_kernel(x, scale):
+    """``x[n, j] *= scale[n]`` for x (N, d); one thread per entry."""
+    i = cuda.grid(1)
+    if i < x.shape[0] * x.shape[1]:
+        n = i // x.shape[1]
+        x[n, i % x.shape[1]] *= scale[n]
+
+
+@cuda.jit
 def split_heads_kernel(x, out, offset):
     """``out[n, h, l, e] = x[n*L + l, offset + h*Dh + e]``; one thread per ``out`` entry."""
     i = cuda.grid(1)
@@ -253,6 +262,7 @@ PTX_KERNELS = [
     ("split_heads", split_heads_kernel, f"{_F2}, {_F4}, int64"),
     ("merge_heads", merge_heads_kernel, f"{_F4}, {_F2}, int64"),
     ("add_rows", add_rows_kernel, f"{_F3}, {_F2}"),
+    ("scale_rows", scale_rows_kernel, f"{_F2}, {_F1}"),
     ("column_partials", column_partials_kernel, f"{_F2}, int64, float64[:, ::1]"),
     ("column_partials_direct", column_partials_kernel, f"{_F2}, int64, {_F2}"),
     ("sum_partials", sum_partials_kernel, f"float64[:, ::1], {_F1}"),
@@ -452,6 +462,19 @@ class CUDAArrayOps:
         if x.size:
             grid, block = launch_1d(x.size)
             add_kernel[grid, block](flat("x", x), flat("y", self.asarray(y, x.dtype)))
+
+    def scale_rows_(self, x, scale):
+        """``x[n] *= scale[n]`` in place.
+
+        Parameters
+        ----------
+        x : device array of shape (N, d)
+        scale : array of shape (N,)
+        """
+        _check_shape("scale", scale, x.shape[:1])
+        if x.size:
+            grid, block = launch_1d(x.size)
+            scale_rows_kernel[grid, block](x, self.asarray(scale, x.dtype))
 
     def sum_axis0(self, x, out):
         """Column sums in a fixed order.

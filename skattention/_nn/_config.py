@@ -12,6 +12,7 @@ __all__ = ["NetworkConfig", "build_layout"]
 _INPUT_KINDS = ("values", "tokens")
 _POSITIONALS = ("sinusoidal", "learned", "none")
 _POOLINGS = ("attention", "mean")
+_LENGTH_SCALINGS = ("none", "sqrt")
 
 
 def _check_choice(name, value, options):
@@ -54,6 +55,17 @@ class NetworkConfig:
     pooling : {"attention", "mean"}, default="attention"
     dropout : float, default=0.0
         Rate in ``[0, 1)`` after the embedding and after each sub-layer.
+    length_scaling : {"none", "sqrt"}, default="none"
+        ``"sqrt"`` multiplies each pooled vector by
+        ``sqrt(n_real / length_reference)``, ``n_real`` being the number of
+        real steps of its sequence: the weights stay a distribution, but a
+        longer sequence gives the head a longer vector, so evidence spread
+        over many steps adds up (as the sum over ``sqrt(n)`` of an L2
+        normalised bag of words does) instead of being averaged away.
+    length_reference : float, default=1.0
+        The ``n_real`` whose scale is 1 (the estimators use the mean over
+        their training sequences, so sequences of one common length are
+        left unscaled). Must be positive.
     n_outputs : int, default=1
     dtype : {numpy.float32, numpy.float64}, default=numpy.float32
         Computation and parameter dtype (stored as a ``numpy.dtype``).
@@ -76,6 +88,8 @@ class NetworkConfig:
     positional: str = "sinusoidal"
     pooling: str = "attention"
     dropout: float = 0.0
+    length_scaling: str = "none"
+    length_reference: float = 1.0
     n_outputs: int = 1
     dtype: object = np.float32
 
@@ -84,6 +98,7 @@ class NetworkConfig:
         _check_choice("attention_score", self.attention_score, SCORES)
         _check_choice("positional", self.positional, _POSITIONALS)
         _check_choice("pooling", self.pooling, _POOLINGS)
+        _check_choice("length_scaling", self.length_scaling, _LENGTH_SCALINGS)
         for name in ("n_inputs", "max_len", "d_model", "n_heads", "d_ff", "n_outputs"):
             _check_int(name, getattr(self, name), 1)
         _check_int("n_layers", self.n_layers, 0)
@@ -93,10 +108,33 @@ class NetworkConfig:
                 f"(each head gets d_model / n_heads features).")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must lie in [0, 1); got {self.dropout!r}.")
+        reference = self.length_reference
+        if isinstance(reference, bool) or not isinstance(reference, (int, float, np.number)) \
+                or not np.isfinite(reference) or reference <= 0:
+            raise ValueError(
+                f"length_reference must be a finite number > 0; got {reference!r}.")
+        object.__setattr__(self, "length_reference", float(reference))
         dtype = np.dtype(self.dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {dtype}.")
         object.__setattr__(self, "dtype", dtype)
+
+    def length_scale(self, n_real):
+        """Per-sequence factor of the pooled vectors.
+
+        Parameters
+        ----------
+        n_real : ndarray of shape (N,)
+            Real steps of each sequence.
+
+        Returns
+        -------
+        scale : ndarray of shape (N,) of ``dtype``, or None
+            None when ``length_scaling="none"``.
+        """
+        if self.length_scaling == "none":
+            return None
+        return np.sqrt(np.asarray(n_real, np.float64) / self.length_reference).astype(self.dtype)
 
     @property
     def head_dim(self):

@@ -9,6 +9,7 @@ write by hand, followed by a pooling layer and a linear head::
         h = h + Dropout(FFN(LN2(h)))                   FFN = Linear -> GELU -> Linear
     h = LN_final(h)                                    (only when n_layers > 0)
     z = Pool(h, mask)                                  attention (learned query) or mean
+    z = z * sqrt(n_real / length_reference)            (only with length_scaling="sqrt")
     out = z W_head + b_head                            (B, n_outputs)
 
 Every residual add is fused into the layer norm that reads its result
@@ -428,6 +429,12 @@ class AttentionNetwork:
             backend.mean_pool_forward(states.reshape(batch, length, d), mean_weights, pooled)
             pool_weights = np.broadcast_to(host_weights[:, None, :], (batch, heads, length))
             pool_saved = mean_weights
+        # The weights stay a distribution; only the head's input grows with
+        # the sequence (``length_scaling``).
+        length_scale = config.length_scale(np.count_nonzero(host_mask, axis=1))
+        if length_scale is not None:
+            length_scale = backend.asarray(length_scale, dtype)
+            backend.scale_rows_(pooled, length_scale)
         result = dict(pooled=pooled, pool_weights=pool_weights, layer_weights=layer_weights)
         if until == "pooled":
             return result
@@ -439,7 +446,8 @@ class AttentionNetwork:
         if keep:
             result["cache"] = dict(
                 inputs=inputs, mask=mask, norms=norms, drops=drops, packing=packing,
-                layers=layers, pool=pool_saved, pooled=pooled, shape=(batch, length))
+                layers=layers, pool=pool_saved, pooled=pooled, shape=(batch, length),
+                length_scale=length_scale)
         return result
 
     def forward(self, params, X, mask, training=False, random_state=None):
@@ -533,6 +541,8 @@ class AttentionNetwork:
         backend.linear_backward(cache["pooled"], views["head.weight"], None, grad_output,
                                 "identity", grad_pooled, grads["head.weight"],
                                 grads["head.bias"])
+        if cache["length_scale"] is not None:
+            backend.scale_rows_(grad_pooled, cache["length_scale"])
         packed_pooling = isinstance(cache["pool"], dict) and cache["pool"].get("packed", False)
         if packed_pooling:
             grad_states = packed_pool_backward(
@@ -660,7 +670,7 @@ class AttentionNetwork:
             return np.array(self._host(self._run(params, X, mask)["output"]))
 
     def transform(self, params, X, mask):
-        """The pooled representation that the head reads.
+        """The pooled representation that the head reads (after any length scaling).
 
         Parameters
         ----------

@@ -75,6 +75,19 @@ def _restore(parts, batches):
     return out
 
 
+def _length_scaling(length_scaling, mask):
+    """The network's ``length_scaling`` settings for training sequences ``mask`` (N, L).
+
+    The reference length is the mean number of real steps, so the training
+    sequences' pooled vectors keep about their unscaled size on average and
+    sequences of one common length are not scaled at all (1 when unscaled).
+    """
+    n_real = np.count_nonzero(mask, axis=1)
+    if length_scaling == "none" or not n_real.size:
+        return dict(length_scaling=length_scaling, length_reference=1.0)
+    return dict(length_scaling=length_scaling, length_reference=max(float(n_real.mean()), 1.0))
+
+
 class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of the attention estimators (not for direct use).
 
@@ -92,6 +105,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         "attention_score": [StrOptions({"dot", "scaled_dot", "general", "additive"})],
         "positional": [StrOptions({"sinusoidal", "learned", "none"})],
         "pooling": [StrOptions({"attention", "mean"})],
+        "length_scaling": [StrOptions({"none", "sqrt"})],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "solver": [StrOptions({"adam", "adamw", "sgd"})],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -117,7 +131,8 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
                  attention_score="scaled_dot", positional="sinusoidal", pooling="attention",
-                 dropout=0.0, solver="adam", learning_rate_init=1e-3, learning_rate="constant",
+                 length_scaling="none", dropout=0.0, solver="adam", learning_rate_init=1e-3,
+                 learning_rate="constant",
                  warmup_iter=0, batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
@@ -129,6 +144,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.attention_score = attention_score
         self.positional = positional
         self.pooling = pooling
+        self.length_scaling = length_scaling
         self.dropout = dropout
         self.solver = solver
         self.learning_rate_init = learning_rate_init
@@ -290,7 +306,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def _backend(self):
         return get_backend(self._run_device(), n_threads=self._n_threads())
 
-    def _network_config(self, values, n_outputs):
+    def _network_config(self, values, mask, n_outputs):
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}."
@@ -309,6 +325,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             # learned embedding, whatever the sequence setting says.
             positional="learned" if table else self.positional,
             pooling=self.pooling,
+            **_length_scaling(self.length_scaling, mask),
             dropout=self.dropout,
             n_outputs=n_outputs,
             dtype=np.float32,
@@ -358,7 +375,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
         backend = self._backend()
         if first:
-            self._config = self._network_config(values, n_outputs)
+            self._config = self._network_config(values, mask, n_outputs)
             rng = check_random_state(self.random_state)
             network = self._network(backend)
             self.params_ = network.init_params(rng)

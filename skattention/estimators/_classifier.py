@@ -44,6 +44,14 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
         Position information for sequences. 2D input always gets a learned
         embedding per column.
     pooling : {"attention", "mean"}, default="attention"
+    length_scaling : {"none", "sqrt"}, default="none"
+        ``"sqrt"`` multiplies each sequence's pooled vector by
+        ``sqrt(n_real / n_mean)``: its real steps over the mean of the
+        training sequences (fixed at the first ``fit``). The pooling weights
+        are unchanged; the head sees longer vectors for longer sequences, so
+        evidence spread over many steps adds up instead of being averaged,
+        as in an L2-normalised bag of words. Sequences of one common length
+        are never scaled; ``transform`` returns the scaled vectors.
     dropout : float, default=0.0
     solver : {"adam", "adamw", "sgd"}, default="adam"
     learning_rate_init : float, default=1e-3
@@ -149,7 +157,8 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
 
     def __init__(self, *, d_model=64, n_heads=4, n_layers=1, d_ff=None,
                  attention_score="scaled_dot", positional="sinusoidal", pooling="attention",
-                 dropout=0.0, solver="adam", learning_rate_init=1e-3, learning_rate="constant",
+                 length_scaling="none", dropout=0.0, solver="adam", learning_rate_init=1e-3,
+                 learning_rate="constant",
                  warmup_iter=0, batch_size="auto", max_iter=200, tol=1e-4, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=0.1, alpha=1e-4, shuffle=True,
                  random_state=None, verbose=False, warm_start=False, max_grad_norm=None,
@@ -158,7 +167,8 @@ class AttentionClassifier(ClassifierMixin, BaseAttentionEstimator):
         super().__init__(
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
             attention_score=attention_score, positional=positional, pooling=pooling,
-            dropout=dropout, solver=solver, learning_rate_init=learning_rate_init,
+            length_scaling=length_scaling, dropout=dropout, solver=solver,
+            learning_rate_init=learning_rate_init,
             learning_rate=learning_rate, warmup_iter=warmup_iter, batch_size=batch_size,
             max_iter=max_iter, tol=tol,
             n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,

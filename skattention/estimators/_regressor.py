@@ -19,8 +19,8 @@ class AttentionRegressor(RegressorMixin, BaseAttentionEstimator):
 
     Parameters
     ----------
-    d_model, n_heads, n_layers, d_ff, attention_score, positional, pooling, dropout, \
-solver, learning_rate_init, learning_rate, warmup_iter, batch_size, max_iter, tol, \
+    d_model, n_heads, n_layers, d_ff, attention_score, positional, pooling, length_scaling, \
+dropout, solver, learning_rate_init, learning_rate, warmup_iter, batch_size, max_iter, tol, \
 n_iter_no_change, early_stopping, validation_fraction, alpha, shuffle, random_state, \
 verbose, warm_start, max_grad_norm, n_jobs, device, channels_first, store_attention_weights :
         As in :class:`AttentionClassifier`; early stopping scores R².
