@@ -122,8 +122,9 @@ def skattention_text(length, n_layers, batch_size, threads, seed=0, store=True):
         batch_size=batch_size, max_iter=1, learning_rate_init=LEARNING_RATE, alpha=ALPHA,
         shuffle=True, random_state=seed, n_jobs=threads, device="cpu",
         # The peer's architecture, not the text defaults (bigrams, no encoder
-        # layer, no positions, AdamW).
-        ngram_range=(1, 1), positional="sinusoidal", solver="adam", pooling="attention")
+        # layer, no positions, length scaling, AdamW).
+        ngram_range=(1, 1), positional="sinusoidal", solver="adam", pooling="attention",
+        length_scaling="none")
 
 
 def skattention_values(n_layers, batch_size, threads, seed=0, store=True):
