@@ -119,13 +119,13 @@ class NetworkConfig:
             raise ValueError(f"dtype must be float32 or float64; got {dtype}.")
         object.__setattr__(self, "dtype", dtype)
 
-    def length_scale(self, n_real):
+    def length_scale(self, mask):
         """Per-sequence factor of the pooled vectors.
 
         Parameters
         ----------
-        n_real : ndarray of shape (N,)
-            Real steps of each sequence.
+        mask : ndarray of shape (N, L), bool
+            True at real steps.
 
         Returns
         -------
@@ -134,7 +134,8 @@ class NetworkConfig:
         """
         if self.length_scaling == "none":
             return None
-        return np.sqrt(np.asarray(n_real, np.float64) / self.length_reference).astype(self.dtype)
+        n_real = np.count_nonzero(mask, axis=1)
+        return np.sqrt(n_real / self.length_reference).astype(self.dtype)
 
     @property
     def head_dim(self):

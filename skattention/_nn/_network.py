@@ -431,7 +431,7 @@ class AttentionNetwork:
             pool_saved = mean_weights
         # The weights stay a distribution; only the head's input grows with
         # the sequence (``length_scaling``).
-        length_scale = config.length_scale(np.count_nonzero(host_mask, axis=1))
+        length_scale = config.length_scale(host_mask)
         if length_scale is not None:
             length_scale = backend.asarray(length_scale, dtype)
             backend.scale_rows_(pooled, length_scale)

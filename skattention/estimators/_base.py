@@ -82,10 +82,10 @@ def _length_scaling(length_scaling, mask):
     sequences' pooled vectors keep about their unscaled size on average and
     sequences of one common length are not scaled at all (1 when unscaled).
     """
-    n_real = np.count_nonzero(mask, axis=1)
-    if length_scaling == "none" or not n_real.size:
+    if length_scaling == "none" or not mask.shape[0]:
         return dict(length_scaling=length_scaling, length_reference=1.0)
-    return dict(length_scaling=length_scaling, length_reference=max(float(n_real.mean()), 1.0))
+    mean_real = np.count_nonzero(mask) / mask.shape[0]
+    return dict(length_scaling=length_scaling, length_reference=max(float(mean_real), 1.0))
 
 
 class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -306,6 +306,10 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def _backend(self):
         return get_backend(self._run_device(), n_threads=self._n_threads())
 
+    def _batches(self, values, mask):
+        """Inference batches sized for the device the model runs on (:func:`_batches`)."""
+        return _batches(values, mask, self._run_device())
+
     def _network_config(self, values, mask, n_outputs):
         if self.d_model % self.n_heads:
             raise ValueError(
@@ -524,7 +528,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     # ---------------------------------------------------------------- outputs
 
     def _predict_output(self, network, params, values, mask):
-        batches = _batches(values, mask, self._run_device())
+        batches = self._batches(values, mask)
         return _restore([network.predict(params, values[rows], mask[rows]) for rows in batches],
                         batches)
 
@@ -537,7 +541,7 @@ class BaseAttentionEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _pooling_attention(self, network, params, values, mask):
         chunks = []
-        batches = _batches(values, mask, self._run_device())
+        batches = self._batches(values, mask)
         for rows in batches:
             result = network.explain(params, values[rows], mask[rows])
             pooling = result[0] if isinstance(result, tuple) else result
@@ -561,7 +565,7 @@ n_features), or list of arrays
         check_is_fitted(self)
         values, mask = self._prepare_X(X, reset=False)
         network, params = self._inference_network()
-        batches = _batches(values, mask, self._run_device())
+        batches = self._batches(values, mask)
         chunks = [network.transform(params, values[rows], mask[rows]) for rows in batches]
         return _restore(chunks, batches).astype(np.float64)
 
@@ -595,7 +599,7 @@ n_features), or list of arrays
         network, params = self._inference_network()
         if not all_layers:
             return self._pooling_attention(network, params, values, mask)
-        batches = _batches(values, mask, self._run_device())
+        batches = self._batches(values, mask)
         parts = [network.explain(params, values[rows], mask[rows], all_layers=True)
                  for rows in batches]
         pooling = _restore([part[0] for part in parts], batches)
